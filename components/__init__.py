@@ -1,0 +1,1 @@
+"""Pulumi components of the kthw project: infra (azure, gcp, local), PKI and control plane."""

@@ -1,0 +1,199 @@
+"""Stack configuration (namespace `kthw:`), read and validated before any resource is registered."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import pulumi
+
+from components import releases
+
+CLOUDS = ("azure", "gcp", "local")
+ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc")
+HEALTH_CHECKS = ("https-readyz", "tcp", "http-healthz-proxy")
+WHOLE_INTERNET = ("0.0.0.0/0", "::/0", "*", "internet", "any")
+
+
+class ConfigError(ValueError):
+    """One or more bad config values; the message names every key and what is allowed."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated, typed view of the stack's `kthw:` config."""
+
+    cloud: str
+    controller_count: int = 3
+    kubernetes_version: str = releases.DEFAULT_KUBERNETES
+    etcd_version: str = releases.DEFAULT_ETCD
+    service_cidr: str = "10.32.0.0/24"
+    cluster_cidr: str = "10.200.0.0/16"
+    node_cidr: str = "10.240.0.0/24"
+    cluster_domain: str = "cluster.local"
+    admin_cidrs: tuple[str, ...] = ()
+    encryption_provider: str = "secretbox"
+    api_server_dns_name: Optional[str] = None
+    health_check: Optional[str] = None  # None: the infra's default style
+    cert_validity_hours: int = 8760
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def service_ip(self) -> str:
+        """The `kubernetes` Service's cluster IP: the first address of the service range."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    @property
+    def controller_names(self) -> list[str]:
+        return [f"controller-{i}" for i in range(self.controller_count)]
+
+
+class _Reader:
+    """Reads keys from a config source, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, get: Callable[[str], Optional[str]]):
+        self._get = get
+        self.problems: list[str] = []
+
+    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        value = self._get(key)
+        return default if value is None or value == "" else value.strip()
+
+    def int(self, key: str, default: int) -> int:
+        value = self._get(key)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(key, f"must be a whole number, got {value!r}")
+            return default
+
+    def list(self, key: str) -> tuple[str, ...]:
+        import json
+
+        value = self._get(key)
+        if value is None or value == "":
+            return ()
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = [part.strip() for part in value.split(",")]
+        if isinstance(parsed, str):
+            parsed = [parsed]
+        if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
+            self.fail(key, f"must be a list of strings, got {value!r}")
+            return ()
+        return tuple(p.strip() for p in parsed if p.strip())
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(f"kthw:{key} {message}")
+
+
+def _network(reader: _Reader, key: str, value: str) -> Optional[ipaddress.IPv4Network]:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        reader.fail(key, f"must be an IPv4 CIDR such as 10.32.0.0/24, got {value!r} ({err})")
+        return None
+    if not isinstance(net, ipaddress.IPv4Network):
+        reader.fail(key, f"must be an IPv4 CIDR, got {value!r}")
+        return None
+    return net
+
+
+def _is_dns_name(value: str) -> bool:
+    labels = value.rstrip(".").split(".")
+    return len(value) <= 253 and all(
+        0 < len(label) <= 63
+        and label[0].isalnum()
+        and label[-1].isalnum()
+        and all(c.isalnum() or c == "-" for c in label)
+        for label in labels
+    )
+
+
+def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
+    """Build a StackConfig from a key getter (e.g. `pulumi.Config("kthw").get`); raise ConfigError."""
+    r = _Reader(get)
+    default_cloud = stack if stack in CLOUDS else None
+    cloud = r.str("cloud", default_cloud)
+    if cloud not in CLOUDS:
+        r.fail("cloud", f"must be one of {', '.join(CLOUDS)}, got {cloud!r}")
+
+    count = r.int("controllerCount", 3)
+    if not 1 <= count <= 7 or count % 2 == 0:
+        r.fail("controllerCount", f"must be odd and between 1 and 7 (etcd needs a majority), got {count}")
+
+    k8s = r.str("kubernetesVersion", releases.DEFAULT_KUBERNETES)
+    if k8s not in releases.KUBERNETES:
+        r.fail("kubernetesVersion", f"must be one of the checksum table's versions "
+               f"{', '.join(releases.KUBERNETES)}, got {k8s!r}")
+    etcd = r.str("etcdVersion", releases.DEFAULT_ETCD)
+    if etcd not in releases.ETCD:
+        r.fail("etcdVersion", f"must be one of the checksum table's versions {', '.join(releases.ETCD)}, got {etcd!r}")
+
+    service = r.str("serviceCidr", "10.32.0.0/24")
+    cluster = r.str("clusterCidr", "10.200.0.0/16")
+    node = r.str("nodeCidr", "10.240.0.0/24" if cloud != "local" else "198.18.0.0/24")
+    nets = {key: _network(r, key, value) for key, value in
+            (("serviceCidr", service), ("clusterCidr", cluster), ("nodeCidr", node))}
+    for a, b in (("clusterCidr", "serviceCidr"), ("clusterCidr", "nodeCidr"), ("serviceCidr", "nodeCidr")):
+        if nets[a] and nets[b] and nets[a].overlaps(nets[b]):
+            r.fail(a, f"{nets[a]} must not overlap {b} {nets[b]}")
+    if nets["serviceCidr"] and nets["serviceCidr"].num_addresses < 4:
+        r.fail("serviceCidr", "must hold at least 4 addresses")
+    if nets["nodeCidr"] and nets["nodeCidr"].num_addresses < 16 + count:
+        r.fail("nodeCidr", f"is too small for {count} controllers at .10 and up")
+
+    domain = r.str("clusterDomain", "cluster.local")
+    if not _is_dns_name(domain):
+        r.fail("clusterDomain", f"must be a DNS name such as cluster.local, got {domain!r}")
+
+    admin = r.list("adminCidrs")
+    for cidr in admin:
+        if cidr.lower() in WHOLE_INTERNET or cidr.endswith("/0"):
+            r.fail("adminCidrs", f"must not open SSH and 6443 to the whole internet ({cidr!r}); "
+                   "list your own addresses, e.g. 203.0.113.7/32")
+            continue
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            r.fail("adminCidrs", f"holds {cidr!r}, which is not a CIDR such as 203.0.113.7/32")
+    if cloud in ("azure", "gcp") and not admin:
+        r.fail("adminCidrs", f"is required on {cloud}: the CIDRs that may reach SSH and 6443, "
+               "e.g. pulumi config set --path 'kthw:adminCidrs[0]' 203.0.113.7/32")
+
+    provider = r.str("encryptionProvider", "secretbox")
+    if provider not in ENCRYPTION_PROVIDERS:
+        r.fail("encryptionProvider", f"must be one of {', '.join(ENCRYPTION_PROVIDERS)}, got {provider!r}")
+
+    dns_name = r.str("apiServerDnsName")
+    if dns_name is not None and not _is_dns_name(dns_name):
+        r.fail("apiServerDnsName", f"must be a DNS name such as k8s.example.com, got {dns_name!r}")
+
+    health = r.str("healthCheck")
+    if health is not None and health not in HEALTH_CHECKS:
+        r.fail("healthCheck", f"must be one of {', '.join(HEALTH_CHECKS)}, got {health!r}")
+
+    validity = r.int("certValidityHours", 8760)
+    if not 1 <= validity <= 87600:
+        r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return StackConfig(
+        cloud=cloud, controller_count=count, kubernetes_version=k8s, etcd_version=etcd,
+        service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
+        admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
+        health_check=health, cert_validity_hours=validity,
+    )
+
+
+def load() -> StackConfig:
+    """Read and validate the current stack's `kthw:` config."""
+    return parse(pulumi.Config("kthw").get, pulumi.get_stack())
