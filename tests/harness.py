@@ -1,0 +1,229 @@
+"""Run the Pulumi program (or any function that registers resources) under mocks, recording the graph.
+
+`run_program(config)` evaluates the real `__main__.py` with a fake cloud and returns a `Graph` of every
+registered resource: its type, name, parent, inputs (secrets still wrapped), and its dependency edges as the
+engine would see them (from the `RegisterResource` requests, which `MockResourceArgs` does not carry).
+"""
+from __future__ import annotations
+
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_SIG = rpc._special_secret_sig  # type: ignore[attr-defined]
+SIG_KEY = rpc._special_sig_key  # type: ignore[attr-defined]
+
+
+@dataclass
+class Registered:
+    """One RegisterResource request, as the engine would receive it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    delete_before_replace: bool
+    additional_secret_outputs: list[str]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def input(self, key: str) -> Any:
+        """An input with any secret wrapper removed."""
+        return unwrap(self.inputs.get(key))
+
+    def is_secret(self, key: str) -> bool:
+        value = self.inputs.get(key)
+        return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+    def depends_on(self) -> set[str]:
+        deps = set(self.dependencies)
+        for urns in self.property_dependencies.values():
+            deps.update(urns)
+        return deps
+
+
+def unwrap(value: Any) -> Any:
+    """Remove Pulumi secret wrappers anywhere in a deserialized value."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return unwrap(value.get("value"))
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def contains_secret_marker(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get(SIG_KEY) == SECRET_SIG or any(contains_secret_marker(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret_marker(v) for v in value)
+    return False
+
+
+class Graph:
+    """The recorded resources, with small queries for tests."""
+
+    def __init__(self, resources: list[Registered], stack_outputs: dict[str, Any]):
+        self.resources = resources
+        self.by_urn = {r.urn: r for r in resources}
+        self.stack_outputs = stack_outputs
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def find(self, predicate: Callable[[Registered], bool]) -> list[Registered]:
+        return [r for r in self.resources if predicate(r)]
+
+    def ancestors(self, resource: Registered) -> set[str]:
+        """Every URN `resource` depends on, directly or through other resources (not through parents)."""
+        seen: set[str] = set()
+        stack = list(resource.depends_on())
+        while stack:
+            urn = stack.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            dep = self.by_urn.get(urn)
+            if dep is not None:
+                stack.extend(dep.depends_on())
+                # A dependency on a component means a dependency on all its children.
+                stack.extend(r.urn for r in self.resources if r.parent == urn)
+        return seen
+
+    def reaches(self, later: Registered, earlier: Registered) -> bool:
+        """Whether `later` transitively depends on `earlier`."""
+        return earlier.urn in self.ancestors(later)
+
+
+class FakeCloud(pulumi_mocks.Mocks):
+    """Returns inputs as outputs, plus the few computed outputs the program reads."""
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[Optional[str], dict]:
+        outputs = dict(args.inputs)
+        token = args.typ
+        if token == "tls:index/privateKey:PrivateKey":
+            outputs.update(private_key_pem=f"-----BEGIN PRIVATE KEY-----\nFAKE-{args.name}\n-----END PRIVATE KEY-----\n",
+                           private_key_openssh=f"-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-{args.name}\n-----END OPENSSH PRIVATE KEY-----\n",
+                           public_key_pem=f"-----BEGIN PUBLIC KEY-----\nFAKE-{args.name}\n-----END PUBLIC KEY-----\n",
+                           public_key_openssh=f"ssh-ed25519 FAKE{args.name}")
+        elif token in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            outputs.update(cert_pem=f"-----BEGIN CERTIFICATE-----\nFAKE-{args.name}\n-----END CERTIFICATE-----\n",
+                           validity_end_time="2027-11-23T00:00:00Z")
+        elif token == "tls:index/certRequest:CertRequest":
+            outputs.update(cert_request_pem=f"-----BEGIN CERTIFICATE REQUEST-----\nFAKE-{args.name}\n-----END CERTIFICATE REQUEST-----\n")
+        elif token == "random:index/randomBytes:RandomBytes":
+            outputs.update(base64="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=", hex="00" * 32)
+        elif token.startswith("command:"):
+            outputs.setdefault("stdout", "")
+            outputs.setdefault("stderr", "")
+        outputs.update(self.cloud_outputs(args))
+        return f"{args.name}-id", outputs
+
+    def cloud_outputs(self, args: pulumi_mocks.MockResourceArgs) -> dict:
+        """Computed outputs of cloud resources (public IP addresses and the like)."""
+        if args.typ == "azure-native:network:PublicIPAddress":
+            return {"ip_address": "20.0.113.10"}
+        if args.typ == "gcp:compute/address:Address":
+            return {"address": "34.0.113.10", "self_link": f"https://gcp/{args.name}"}
+        if args.typ.startswith("gcp:"):
+            return {"self_link": f"https://gcp/{args.name}", "name": args.inputs.get("name", args.name)}
+        return {}
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, Optional[list[tuple[str, str]]]]:
+        return {}, None
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that keeps every RegisterResource request, dependencies included."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks):
+        super().__init__(mocks)
+        self.registered: list[Registered] = []
+        self.stack_outputs: dict[str, Any] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registered.append(Registered(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                delete_before_replace=request.deleteBeforeReplace,
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+            ))
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if request.urn.endswith("::pulumi:pulumi:Stack::kthw-" + settings.get_stack()):
+            self.stack_outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+        return super().RegisterResourceOutputs(request)
+
+
+def evaluate(program: Callable[[], Any], config: dict[str, Any], stack: str = "test",
+             preview: bool = False, mocks: Optional[pulumi_mocks.Mocks] = None) -> Graph:
+    """Run `program` under mocks with `config` (keys without a namespace go to `kthw:`)."""
+    mocks = mocks or FakeCloud()
+    monitor = RecordingMonitor(mocks)
+    settings.SETTINGS.root_resource = None  # a fresh Stack for every evaluation
+    pulumi.runtime.set_all_config({_key(k): _value(v) for k, v in config.items()})
+    pulumi_mocks.set_mocks(mocks, project="kthw", stack=stack, preview=preview, monitor=monitor)
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    root = settings.get_root_resource()
+    # set_mocks finishes its Stack at once; reopen it so the program's exports are registered.
+    root._outputs_registered = False  # type: ignore[attr-defined]
+    root._async_program_registration_closed = False  # type: ignore[attr-defined]
+
+    def body() -> None:
+        program()
+
+    try:
+        _sync_await(run_pulumi_func(body))
+    finally:
+        root = settings.get_root_resource()
+        if root is not None:
+            root._finish()  # type: ignore[attr-defined]
+            _sync_await(run_pulumi_func(lambda: None))
+    return Graph(monitor.registered, monitor.stack_outputs)
+
+
+def run_program(config: dict[str, Any], stack: str = "test", preview: bool = False) -> Graph:
+    """Evaluate the project's real `__main__.py` under mocks."""
+    return evaluate(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
+                    config, stack=stack, preview=preview)
+
+
+def _key(key: str) -> str:
+    return key if ":" in key else f"kthw:{key}"
+
+
+def _value(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def names(resources: Iterable[Registered]) -> list[str]:
+    return sorted(r.name for r in resources)
