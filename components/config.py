@@ -40,6 +40,8 @@ class StackConfig:
     api_server_dns_name: Optional[str] = None
     health_check: Optional[str] = None  # None: the infra's default style
     cert_validity_hours: int = 8760
+    etcd_heartbeat_ms: int = 100
+    etcd_election_ms: int = 1000
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -184,6 +186,14 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
     if not 1 <= validity <= 87600:
         r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
 
+    heartbeat = r.int("etcdHeartbeatInterval", 100)
+    election = r.int("etcdElectionTimeout", 1000)
+    if not 10 <= heartbeat <= 5000:
+        r.fail("etcdHeartbeatInterval", f"must be between 10 and 5000 ms, got {heartbeat}")
+    if not 5 * heartbeat <= election <= 50000:
+        r.fail("etcdElectionTimeout", f"must be at least 5 x etcdHeartbeatInterval ({5 * heartbeat} ms) "
+               f"and at most 50000 ms, got {election}")
+
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
@@ -191,6 +201,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
         service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
         health_check=health, cert_validity_hours=validity,
+        etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
     )
 
 

@@ -28,6 +28,8 @@ class ControllerHost:
     ssh_port: pulumi.Input[int]
     ssh_user: pulumi.Input[str]
     ssh_private_key: pulumi.Input[str]  # always a Pulumi secret
+    # Changes when the machine is re-created (VM id, container boot id): every step on it runs again.
+    instance_id: Optional[pulumi.Input[str]] = None
 
 
 @dataclass

@@ -1,25 +1,49 @@
-"""Pinned releases and their official sha256 checksums (the clouds' checksum table), keyed by version.
+"""Supported releases and the official sha256 of each artifact (the clouds' checksum table).
 
-Hosts download each artifact and verify it against this table before installing it (fail closed).
-The local stack uses the toolchain's manifest instead (see components/local), in the same shape.
+The table is data (`releases.json`, filled by `scripts/update-checksums` on a machine with internet).
+A version is supported when it is a key of the table; the clouds also need every digest of it to be
+known, and `missing_official` names the ones that are not. The local stack verifies against the
+toolchain's manifest instead (it builds the same versions from source).
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
+TABLE_PATH = Path(__file__).with_name("releases.json")
+_TABLE = json.loads(TABLE_PATH.read_text())
+
 DEFAULT_KUBERNETES = "v1.36.3"
-DEFAULT_ETCD = "v3.6.16"
+DEFAULT_ETCD = "v3.6.14"
 
 KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+ETCD_ARTIFACT = "etcd"  # the etcd-<version>-linux-amd64.tar.gz archive (etcd, etcdctl, etcdutl)
 
-# version -> binary -> sha256 of https://dl.k8s.io/release/<version>/bin/linux/amd64/<binary>
-KUBERNETES: dict[str, dict[str, str]] = {
-    "v1.36.3": {},  # FILLED BY the checksum lookup
-    "v1.37.2": {},
-}
-
-# version -> sha256 of etcd-<version>-linux-amd64.tar.gz (GitHub release of etcd-io/etcd)
-ETCD: dict[str, str] = {
-    "v3.6.16": "",
-}
+KUBERNETES: dict[str, dict[str, Optional[str]]] = _TABLE["kubernetes"]
+ETCD: dict[str, Optional[str]] = _TABLE["etcd"]
 
 KUBERNETES_URL = "https://dl.k8s.io/release/{version}/bin/linux/amd64/{name}"
 ETCD_URL = "https://github.com/etcd-io/etcd/releases/download/{version}/etcd-{version}-linux-amd64.tar.gz"
+
+
+def official_sha256(kubernetes_version: str, etcd_version: str) -> dict[tuple[str, str], str]:
+    """The known official digests for one Kubernetes and one etcd version, keyed by (name, version)."""
+    digests = {(name, kubernetes_version): digest
+               for name, digest in KUBERNETES.get(kubernetes_version, {}).items() if digest}
+    if ETCD.get(etcd_version):
+        digests[(ETCD_ARTIFACT, etcd_version)] = ETCD[etcd_version]  # type: ignore[assignment]
+    return digests
+
+
+def missing_official(kubernetes_version: str, etcd_version: str) -> list[str]:
+    """Artifacts of these versions whose official digest the table lacks (a cloud install would fail)."""
+    known = official_sha256(kubernetes_version, etcd_version)
+    wanted = [(name, kubernetes_version) for name in KUBERNETES_BINARIES] + [(ETCD_ARTIFACT, etcd_version)]
+    return [f"{name} {version}" for name, version in wanted if (name, version) not in known]
+
+
+def minor(version: str) -> tuple[int, int]:
+    """(major, minor) of a version such as v1.36.3."""
+    major, minor_, *_ = version.lstrip("v").split(".")
+    return int(major), int(minor_)

@@ -1,0 +1,64 @@
+"""AzureInfra: resource group, network, load balancer and controllers, handed on as InfraOutputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_azure_native.resources as resources
+
+from components.azure.boot import wait_for_boot
+from components.azure.config import AzureConfig
+from components.azure.loadbalancer import create_load_balancer, ssh_port
+from components.azure.network import create_network
+from components.azure.site import Site
+from components.azure.vms import create_controllers, ssh_key
+from components.cloud_common import official_release_source
+from components.config import StackConfig
+from components.infra import ControllerHost, InfraOutputs
+
+
+@dataclass
+class AzureInfraArgs:
+    config: StackConfig
+    azure: AzureConfig
+
+
+class AzureInfra(pulumi.ComponentResource):
+    """The Azure infrastructure of one kthw stack; `outputs` is the cloud-agnostic InfraOutputs."""
+
+    outputs: InfraOutputs
+
+    def __init__(self, name: str, args: AzureInfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("kthw:azure:AzureInfra", name, None, opts)
+        config, azure = args.config, args.azure
+        tags = {"project": pulumi.get_project(), "stack": pulumi.get_stack()}
+        group = resources.ResourceGroup(f"{name}-rg", location=azure.location, tags=tags,
+                                        opts=pulumi.ResourceOptions(parent=self))
+        site = Site(prefix=name, parent=self, resource_group_name=group.name, resource_group_id=group.id,
+                    location=azure.location, tags=tags)
+
+        net = create_network(site, config)
+        lb = create_load_balancer(site, config, azure)
+        key = ssh_key(site, azure)
+        controllers = create_controllers(site, config, azure, net.subnet.id, lb, key.public_key)
+
+        hosts = [ControllerHost(name=c.name, private_ip=c.private_ip, ssh_host=lb.public_ip.ip_address,
+                                ssh_port=ssh_port(i), ssh_user=azure.admin_username, ssh_private_key=key.private_key,
+                                instance_id=c.vm.vm_id)
+                 for i, c in enumerate(controllers)]
+        booted = [wait_for_boot(site, host, after=[lb.lb, c.vm])
+                  for host, c in zip(hosts, controllers)]
+
+        self.outputs = InfraOutputs(
+            hosts=hosts,
+            public_address=lb.public_ip.ip_address,
+            health_check=azure.health_check,
+            releases=official_release_source(config),
+            ready=[lb.lb, *(c.vm for c in controllers), *booted],
+            node_subnet=config.node_cidr,
+        )
+        self.register_outputs({
+            "publicAddress": lb.public_ip.ip_address,
+            "controllers": [{"name": c.name, "privateIp": c.private_ip, "zone": c.zone} for c in controllers],
+        })

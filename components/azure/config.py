@@ -1,0 +1,192 @@
+"""The Azure stack's own `kthw:` keys, read and validated before any resource is registered."""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from components.config import ConfigError, StackConfig, _Reader
+from components.infra import HealthCheckStyle
+from components.azure import regions
+
+DEFAULT_LOCATION = "eastus2"
+DEFAULT_VM_SIZE = "Standard_D2s_v5"
+DEFAULT_IMAGE = "Canonical:ubuntu-24_04-lts:server:latest"
+DEFAULT_ADMIN_USERNAME = "kthw"
+
+_VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$")
+_IMAGE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Names Azure refuses as a Linux VM's admin user (a subset of its list: the likely ones).
+_RESERVED_USERNAMES = frozenset({
+    "root", "admin", "administrator", "adm", "user", "guest", "test", "sys", "support", "backup",
+    "console", "owner", "server", "sql", "aspnet", "actuser", "admin1", "admin2", "user1", "test1",
+})
+_SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A marketplace image URN `publisher:offer:sku:version`."""
+
+    publisher: str
+    offer: str
+    sku: str
+    version: str
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    """The validated Azure settings."""
+
+    location: str = DEFAULT_LOCATION
+    zones: tuple[str, ...] = regions.ZONES  # () in a region without zones
+    vm_size: str = DEFAULT_VM_SIZE
+    image: ImageRef = ImageRef(*DEFAULT_IMAGE.split(":"))
+    admin_username: str = DEFAULT_ADMIN_USERNAME
+    health_check: HealthCheckStyle = HealthCheckStyle.HTTPS_READYZ
+    ssh_public_key: Optional[str] = None  # None: generate a key pair with pulumi-tls
+    ssh_private_key: Optional[str] = field(default=None, repr=False)  # wrapped as a secret where used
+
+
+def load_azure_config(get: Callable[[str], Optional[str]], config: StackConfig,
+                      is_secret: Optional[Callable[[str], bool]] = None) -> AzureConfig:
+    """Read the Azure keys with `get` (e.g. `pulumi.Config("kthw").get`); raise ConfigError naming each bad key.
+
+    `is_secret(key)` (e.g. `pulumi.runtime.is_config_secret("kthw:" + key)`) lets a private key given in
+    plain text be refused.
+    """
+    r = _Reader(get)
+    location = _location(r)
+    zones = _zones(r, location)
+
+    vm_size = r.str("vmSize", DEFAULT_VM_SIZE)
+    if not _VM_SIZE.match(vm_size):
+        r.fail("vmSize", f"must be an Azure VM size such as {DEFAULT_VM_SIZE} or Standard_B2s, got {vm_size!r}")
+
+    image = _image(r)
+
+    username = r.str("adminUsername", DEFAULT_ADMIN_USERNAME)
+    if not _USERNAME.match(username) or username in _RESERVED_USERNAMES:
+        r.fail("adminUsername", "must be a Linux user name (lower case, 1-32 characters) that Azure allows "
+               f"(not root, admin, ...), such as {DEFAULT_ADMIN_USERNAME}, got {username!r}")
+
+    public_key, private_key = _ssh_key_pair(r, is_secret)
+    health = _health_check(r, config)
+
+    if not config.admin_cidrs:
+        r.fail("adminCidrs", "is required on azure: the CIDRs that may reach SSH and 6443, e.g. 203.0.113.7/32")
+    for cidr in config.admin_cidrs:
+        if ipaddress.ip_network(cidr, strict=False).version != 4:
+            r.fail("adminCidrs", f"holds {cidr!r}: the Azure public IP is IPv4, so list IPv4 CIDRs only")
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return AzureConfig(location=location, zones=zones, vm_size=vm_size, image=image, admin_username=username,
+                       health_check=health, ssh_public_key=public_key, ssh_private_key=private_key)
+
+
+def _location(r: _Reader) -> str:
+    location = regions.normalize(r.str("location", DEFAULT_LOCATION))
+    if location not in regions.REGIONS:
+        r.fail("location", f"must be a known Azure region's programmatic name such as {DEFAULT_LOCATION}, "
+               f"westeurope or japaneast (see `az account list-locations -o table`), got {location!r}")
+    return location
+
+
+def _zones(r: _Reader, location: str) -> tuple[str, ...]:
+    available = regions.zones_of(location)
+    wanted = r.list("zones")
+    if not wanted:
+        return available
+    if location in regions.REGIONS and not available:
+        r.fail("zones", f"must be unset: region {location} has no availability zones, got {list(wanted)}")
+        return ()
+    bad = [z for z in wanted if z not in regions.ZONES]
+    if bad:
+        r.fail("zones", f"must be a list drawn from {list(regions.ZONES)}, got {list(wanted)}")
+    if len(set(wanted)) != len(wanted):
+        r.fail("zones", f"must not repeat a zone, got {list(wanted)}")
+    return tuple(wanted)
+
+
+def _image(r: _Reader) -> ImageRef:
+    urn = r.str("image", DEFAULT_IMAGE)
+    parts = urn.split(":")
+    if len(parts) != 4 or not all(_IMAGE_PART.match(p) for p in parts):
+        r.fail("image", f"must be a marketplace image URN publisher:offer:sku:version such as {DEFAULT_IMAGE}, "
+               f"got {urn!r}")
+        return ImageRef(*DEFAULT_IMAGE.split(":"))
+    return ImageRef(*parts)
+
+
+def _ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]]) -> tuple[Optional[str], Optional[str]]:
+    public_key = r.str("sshPublicKey")
+    private_key = r.str("sshPrivateKey")
+    if (public_key is None) != (private_key is None):
+        r.fail("sshPublicKey" if public_key is None else "sshPrivateKey",
+               "must be set together with kthw:sshPrivateKey / kthw:sshPublicKey (the bootstrap needs both), "
+               "or leave both unset to generate a key pair")
+        return None, None
+    if public_key is None:
+        return None, None
+    problem = _public_key_problem(public_key)
+    if problem:
+        r.fail("sshPublicKey", problem)
+    if "PRIVATE KEY-----" not in private_key:
+        r.fail("sshPrivateKey", "must be an unencrypted private key in PEM or OpenSSH format "
+               "(pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519)")
+    elif is_secret is not None and not is_secret("sshPrivateKey"):
+        r.fail("sshPrivateKey", "must be stored as a secret: pulumi config set --secret kthw:sshPrivateKey ...")
+    return public_key, private_key
+
+
+def _public_key_problem(key: str) -> Optional[str]:
+    """Why Azure would refuse this OpenSSH public key (it takes RSA >= 2048 bits and ED25519), or None."""
+    fields = key.split()
+    if len(fields) < 2 or fields[0] not in _SSH_KEY_TYPES:
+        return f"must be an OpenSSH public key starting with {' or '.join(_SSH_KEY_TYPES)}, got {key[:40]!r}"
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+        parts = _ssh_fields(blob)
+    except (ValueError, struct.error):
+        return "holds a key whose base64 body does not decode"
+    if parts[0] != fields[0].encode():
+        return f"says {fields[0]} but its body is a {parts[0].decode(errors='replace')} key"
+    if fields[0] == "ssh-rsa" and (len(parts) < 3 or len(parts[2].lstrip(b"\0")) * 8 < 2048):
+        return "must be an RSA key of at least 2048 bits (Azure's minimum) or an ED25519 key"
+    return None
+
+
+def _ssh_fields(blob: bytes) -> list[bytes]:
+    """Split an SSH wire-format key blob into its length-prefixed fields."""
+    out, i = [], 0
+    while i < len(blob):
+        (n,) = struct.unpack(">I", blob[i:i + 4])
+        if i + 4 + n > len(blob):
+            raise ValueError("truncated")
+        out.append(blob[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def _health_check(r: _Reader, config: StackConfig) -> HealthCheckStyle:
+    if config.health_check is None:
+        return HealthCheckStyle.HTTPS_READYZ
+    style = HealthCheckStyle(config.health_check)
+    if style is HealthCheckStyle.HTTP_HEALTHZ_PROXY:
+        r.fail("healthCheck", "must be https-readyz (default) or tcp on azure: a Standard load balancer probes "
+               "HTTPS /readyz itself, so the http-healthz-proxy (nginx on port 80, for GCP's legacy checks) "
+               "is not used")
+    return style
+
+
+def load(config: StackConfig) -> AzureConfig:
+    """Read and validate the current stack's Azure keys (a private key must be a config secret)."""
+    import pulumi
+    from pulumi.runtime.config import is_config_secret
+
+    return load_azure_config(pulumi.Config("kthw").get, config, lambda key: is_config_secret(f"kthw:{key}"))

@@ -1,0 +1,98 @@
+"""The controllers: the SSH key, one NIC at a static private IP and one Ubuntu VM each, spread over zones."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_azure_native.compute as compute
+import pulumi_azure_native.network as network
+import pulumi_tls as tls
+
+from components.azure.config import AzureConfig
+from components.azure.loadbalancer import LoadBalancer
+from components.azure.site import Site
+from components.cloud_common import controller_ips
+from components.config import StackConfig
+from components.render import script
+
+
+@dataclass
+class SshKey:
+    public_key: pulumi.Input[str]
+    private_key: pulumi.Output[str]  # a secret
+
+
+def ssh_key(site: Site, azure: AzureConfig) -> SshKey:
+    """The user's key pair if configured, else an RSA 4096 key from pulumi-tls.
+
+    RSA because every Azure cloud takes it; ED25519 is accepted by the public cloud now, and a user's
+    ED25519 pair works through kthw:sshPublicKey / kthw:sshPrivateKey.
+    """
+    if azure.ssh_public_key is not None and azure.ssh_private_key is not None:
+        return SshKey(azure.ssh_public_key, pulumi.Output.secret(azure.ssh_private_key))
+    key = tls.PrivateKey(site.name("ssh-key"), algorithm="RSA", rsa_bits=4096, opts=site.opts())
+    return SshKey(key.public_key_openssh, pulumi.Output.secret(key.private_key_openssh))
+
+
+@dataclass
+class Controller:
+    name: str
+    private_ip: str
+    zone: Optional[str]
+    nic: network.NetworkInterface
+    vm: compute.VirtualMachine
+
+
+def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subnet_id: pulumi.Input[str],
+                       lb: LoadBalancer, public_key: pulumi.Input[str]) -> list[Controller]:
+    """One NIC (in the LB's backend pool and SSH NAT rule) and one VM per controller, round-robin over zones."""
+    custom_data = base64.b64encode(script("azure/cloud-init.yaml").encode()).decode()
+    ips = controller_ips(config.node_cidr, config.controller_count)
+    controllers = []
+    for i, (name, ip) in enumerate(zip(config.controller_names, ips)):
+        zone = azure.zones[i % len(azure.zones)] if azure.zones else None
+        nic = network.NetworkInterface(
+            site.name(f"{name}-nic"), **site.common(),
+            ip_configurations=[network.NetworkInterfaceIPConfigurationArgs(
+                name="primary", primary=True, subnet=network.SubnetArgs(id=subnet_id),
+                private_ip_allocation_method="Static", private_ip_address=ip,
+                load_balancer_backend_address_pools=[network.BackendAddressPoolArgs(id=lb.backend_pool_id)],
+                load_balancer_inbound_nat_rules=[network.InboundNatRuleArgs(id=lb.nat_rule_ids[i])],
+            )],
+            opts=site.opts())
+        vm = compute.VirtualMachine(
+            site.name(name), **site.common(),
+            vm_name=name,
+            zones=[zone] if zone else None,
+            hardware_profile=compute.HardwareProfileArgs(vm_size=azure.vm_size),
+            storage_profile=compute.StorageProfileArgs(
+                image_reference=compute.ImageReferenceArgs(
+                    publisher=azure.image.publisher, offer=azure.image.offer,
+                    sku=azure.image.sku, version=azure.image.version),
+                os_disk=compute.OSDiskArgs(
+                    create_option="FromImage", delete_option="Delete", caching=compute.CachingTypes.READ_WRITE,
+                    managed_disk=compute.ManagedDiskParametersArgs(storage_account_type="StandardSSD_LRS")),
+            ),
+            os_profile=compute.OSProfileArgs(
+                computer_name=name,  # the hostname the PKI and the control plane use
+                admin_username=azure.admin_username,  # Azure gives it passwordless sudo
+                custom_data=custom_data,
+                linux_configuration=compute.LinuxConfigurationArgs(
+                    disable_password_authentication=True,
+                    provision_vm_agent=True,
+                    ssh=compute.SshConfigurationArgs(public_keys=[compute.SshPublicKeyArgs(
+                        path=f"/home/{azure.admin_username}/.ssh/authorized_keys", key_data=public_key)]),
+                ),
+            ),
+            network_profile=compute.NetworkProfileArgs(network_interfaces=[
+                compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True, delete_option="Delete")]),
+            security_profile=compute.SecurityProfileArgs(
+                security_type="TrustedLaunch",
+                uefi_settings=compute.UefiSettingsArgs(secure_boot_enabled=True, v_tpm_enabled=True)),
+            diagnostics_profile=compute.DiagnosticsProfileArgs(
+                boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # managed storage: serial log
+            opts=site.opts())
+        controllers.append(Controller(name=name, private_ip=ip, zone=zone, nic=nic, vm=vm))
+    return controllers

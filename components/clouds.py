@@ -1,0 +1,54 @@
+"""Pick the infra component for the stack's cloud and read its own config, before any resource exists."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import pulumi
+
+from components import releases
+from components.config import ConfigError, StackConfig
+from components.infra import InfraOutputs
+
+Getter = Callable[[str], Optional[str]]
+
+
+@dataclass
+class Cloud:
+    """A validated cloud choice: its settings, and how to build its infra component."""
+
+    name: str
+    settings: Any
+    build: Callable[[str], InfraOutputs]
+
+
+def _require_official_checksums(cfg: StackConfig) -> None:
+    """Clouds download official releases: every digest must be pinned before anything is created."""
+    missing = releases.missing_official(cfg.kubernetes_version, cfg.etcd_version)
+    if missing:
+        raise ConfigError([
+            f"kthw:kubernetesVersion {cfg.kubernetes_version} / kthw:etcdVersion {cfg.etcd_version}: the checksum "
+            f"table ({releases.TABLE_PATH.name}) has no official sha256 for {', '.join(missing)}; run "
+            f"`scripts/update-checksums {cfg.kubernetes_version} {cfg.etcd_version}` on a machine with internet "
+            "access, or pick versions whose digests are all pinned"])
+
+
+def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
+    """Validate the cloud's own keys and return how to build its infra (nothing is registered yet)."""
+    get = get or pulumi.Config("kthw").get
+    if cfg.cloud == "azure":
+        from components.azure import AzureInfra, AzureInfraArgs, load_azure_config
+
+        settings = load_azure_config(get, cfg)
+        _require_official_checksums(cfg)
+        return Cloud("azure", settings, lambda name: AzureInfra(name, AzureInfraArgs(config=cfg, azure=settings)).outputs)
+    if cfg.cloud == "gcp":
+        from components.gcp import GcpInfra, GcpInfraArgs, load_gcp_config
+
+        settings = load_gcp_config(get, cfg)
+        _require_official_checksums(cfg)
+        return Cloud("gcp", settings, lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
+    from components.local import LocalInfra, LocalInfraArgs, load_local_config
+
+    settings = load_local_config(get, cfg)
+    return Cloud("local", settings, lambda name: LocalInfra(name, LocalInfraArgs(config=cfg, local=settings)).outputs)

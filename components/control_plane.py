@@ -1,0 +1,195 @@
+"""The control-plane component: bootstraps etcd, kube-apiserver, controller-manager and scheduler over SSH.
+
+It only knows the infra interface (hosts, API endpoint, health-check style, release source), never the cloud.
+The whole order is `ControlPlane._bootstrap`; every step is a `remote.Command` whose create and update are the
+same idempotent script, so a changed file re-runs in place what depends on it (content hashes are part of
+each script), and whose delete removes what it installed.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_command as command
+
+from components import host_files
+from components.config import StackConfig
+from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
+from components.pki import Pki
+from components.render import content_hash, render, script
+
+APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem https://127.0.0.1:6443/readyz"
+# controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
+CONTROLLER_MANAGER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10257/healthz"
+SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
+
+
+@dataclass
+class ControlPlaneArgs:
+    config: StackConfig
+    infra: InfraOutputs
+    pki: Pki
+
+
+def as_root(body: str, step: str) -> str:
+    """Run a script as root over SSH whether the login user is root or a sudoer; stdin passes through.
+
+    The script travels as a quoted heredoc, so previews show it as it is written.
+    """
+    if "\nKTHW_SCRIPT\n" in f"\n{body}\n":
+        raise ValueError("a host script must not contain the line KTHW_SCRIPT")
+    return ('S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"\n'
+            f'$S bash -euo pipefail -c "$(cat <<\'KTHW_SCRIPT\'\n{body.rstrip()}\nKTHW_SCRIPT\n)" kthw-{step}\n')
+
+
+def _after_shebang(body: str, line: str) -> str:
+    """Insert a comment line after the script's shebang (or at the top when it has none)."""
+    first, _, rest = body.partition("\n")
+    return f"{first}\n{line}{rest}" if first.startswith("#!") else f"{line}{body}"
+
+
+class ControlPlane(pulumi.ComponentResource):
+    """etcd and the Kubernetes control plane on every controller, in dependency order, nodes in parallel."""
+
+    api_server_url: pulumi.Output[str]
+    steps: dict[str, command.remote.Command]
+
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("kthw:control_plane:ControlPlane", name, None, opts)
+        self._name, self._cfg, self._infra, self._pki = name, args.config, args.infra, args.pki
+        self.steps = {}
+        self.api_server_url = pulumi.Output.concat(
+            "https://", pulumi.Output.from_input(self._cfg.api_server_dns_name or self._infra.public_address),
+            f":{self._infra.api_port}")
+        verify = self._bootstrap()
+        self.register_outputs({"apiServerUrl": self.api_server_url, "verified": verify.stdout})
+
+    # -- the order ---------------------------------------------------------------------------------
+    def _bootstrap(self) -> command.local.Command:
+        """certs + binaries -> etcd on every node -> etcd quorum -> apiserver on every node ->
+        controller-manager and scheduler (and the LB's health proxy) -> RBAC -> verify through the LB."""
+        hosts = self._infra.hosts
+        ready = list(self._infra.ready)
+        self._groups = {h.name: host_files.node_file_groups(self._pki, h.name) for h in hosts}
+        binaries = {h.name: self._step(h, "binaries", self._install_binaries(), self._remove("binaries"),
+                                       depends_on=ready) for h in hosts}
+        files = {h.name: self._files_step(h, ready) for h in hosts}
+        etcd = {h.name: self._service(h, "etcd", depends_on=[binaries[h.name], files[h.name]])
+                for h in hosts}
+        etcd_ready = {h.name: self._step(h, "etcd-ready", self._etcd_wait(h), None,
+                                         depends_on=list(etcd.values())) for h in hosts}
+        apiserver = {h.name: self._service(h, "kube-apiserver",
+                                           depends_on=[*etcd_ready.values(), binaries[h.name], files[h.name]])
+                     for h in hosts}
+        after_apiserver: list[pulumi.Resource] = []
+        for h in hosts:
+            after_apiserver.append(self._service(h, "kube-controller-manager", depends_on=[apiserver[h.name]]))
+            after_apiserver.append(self._service(h, "kube-scheduler", depends_on=[apiserver[h.name]]))
+            if self._infra.health_check == HealthCheckStyle.HTTP_HEALTHZ_PROXY:
+                after_apiserver.append(self._healthz_proxy(h, depends_on=[apiserver[h.name]]))
+        rbac = self._rbac(hosts[0], depends_on=list(apiserver.values()))
+        return self._verify(depends_on=[rbac, *after_apiserver, *ready])
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _step(self, host: ControllerHost, step: str, body: pulumi.Input[str], delete: Optional[str],
+              depends_on: Sequence[pulumi.Resource], stdin: Optional[pulumi.Input[str]] = None,
+              logging: Optional[command.remote.Logging] = None) -> command.remote.Command:
+        """One remote step on one host: create and update run the same idempotent script."""
+        header = pulumi.Output.format("# kthw {0} on {1} (instance {2})\n", step, host.name, host.instance_id or "-")
+        run = pulumi.Output.all(header, body).apply(lambda v: as_root(_after_shebang(v[1], v[0]), step))
+        resource = command.remote.Command(
+            f"{self._name}-{host.name}-{step}",
+            connection=command.remote.ConnectionArgs(
+                host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
+                private_key=host.ssh_private_key, dial_error_limit=30, per_dial_timeout=10),
+            create=run, update=run,
+            delete=as_root(delete, f"{step}-delete") if delete else None,
+            stdin=stdin, logging=logging, add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on),
+                                        custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m",
+                                                                              delete="5m")))
+        self.steps[f"{host.name}/{step}"] = resource
+        return resource
+
+    @staticmethod
+    def _remove(what: str) -> str:
+        return script(f"common/remove-{what}.sh")
+
+    def _install_binaries(self) -> str:
+        cfg, releases = self._cfg, self._infra.releases
+        k8s, etcd = cfg.kubernetes_version, cfg.etcd_version
+
+        def artifact(name: str, version: str, url: str) -> dict[str, str]:
+            digest = releases.sha256.get((name, version))
+            if not digest:
+                raise ValueError(f"no pinned sha256 for {name} {version}: refusing to install it unverified")
+            return {"name": name, "url": url.format(name=name, version=version), "sha256": digest}
+
+        from components.releases import KUBERNETES_BINARIES
+        return render("common/install-binaries.sh.j2", kubernetes_version=k8s, etcd_version=etcd,
+                      kubernetes=[artifact(n, k8s, releases.kubernetes_url) for n in KUBERNETES_BINARIES],
+                      etcd=artifact("etcd", etcd, releases.etcd_url))
+
+    def _files_step(self, host: ControllerHost, ready: Sequence[pulumi.Resource]) -> command.remote.Command:
+        files = host_files.merged(self._groups[host.name])
+        body = host_files.fingerprint(files).apply(
+            lambda digest: _after_shebang(script("common/put-files.sh"), f"# files: {digest}\n"))
+        # Secrets travel only on stdin; the output is not logged.
+        return self._step(host, "files", body, self._remove("files"), depends_on=ready,
+                          stdin=host_files.payload(files), logging=command.remote.Logging.NONE)
+
+    def _service(self, host: ControllerHost, unit: str, depends_on: Sequence[pulumi.Resource]):
+        unit_content = self._unit(host, unit)
+        files = self._groups[host.name].get(unit, {})
+        health = {"etcd": None, "kube-apiserver": APISERVER_READY,
+                  "kube-controller-manager": CONTROLLER_MANAGER_HEALTHY, "kube-scheduler": SCHEDULER_HEALTHY}[unit]
+        body = pulumi.Output.all(unit_content, host_files.fingerprint(files)).apply(
+            lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"),
+                             inputs_hash=content_hash(*v), no_block=unit == "etcd", health=health,
+                             health_tries=180))
+        delete = script("etcd/remove.sh") if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
+        return self._step(host, unit, body, delete, depends_on=depends_on)
+
+    def _unit(self, host: ControllerHost, unit: str) -> pulumi.Output[str]:
+        cfg, hosts = self._cfg, self._infra.hosts
+        ips = pulumi.Output.all(*[h.private_ip for h in hosts])
+        issuer = pulumi.Output.concat(
+            "https://", pulumi.Output.from_input(cfg.api_server_dns_name or self._infra.public_address),
+            f":{self._infra.api_port}")
+        return pulumi.Output.all(host.private_ip, ips, issuer).apply(lambda v: render(
+            f"{unit}/{unit}.service.j2", node_name=host.name, node_ip=v[0],
+            initial_cluster=",".join(f"{h.name}=https://{ip}:2380" for h, ip in zip(hosts, v[1])),
+            etcd_servers=",".join(f"https://{ip}:2379" for ip in v[1]),
+            heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
+            service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
+            shutdown_delay="5s"))
+
+    def _etcd_wait(self, host: ControllerHost) -> pulumi.Output[str]:
+        ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in self._infra.hosts])
+        return ips.apply(lambda v: render(
+            "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=150,
+            endpoints=",".join(f"https://{ip}:2379" for ip in v[1:]), members_hash=content_hash(*v[1:])))
+
+    def _healthz_proxy(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]):
+        site = render("nginx/kubernetes-healthz.conf.j2", cluster_domain=self._cfg.cluster_domain,
+                      listen_port=80, upstream_port=self._infra.api_port,
+                      ca_path="/var/lib/kubernetes/ca.pem")
+        body = render("nginx/install.sh.j2", site=site)
+        return self._step(host, "nginx-healthz", body, script("nginx/remove.sh"), depends_on=depends_on)
+
+    def _rbac(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> command.remote.Command:
+        manifest = script("rbac/rbac.yaml")
+        body = render("rbac/apply.sh.j2", manifest=manifest.rstrip("\n"), manifest_hash=content_hash(manifest),
+                      tries=90)
+        return self._step(host, "rbac", body, script("rbac/remove.sh"), depends_on=depends_on)
+
+    def _verify(self, depends_on: Sequence[pulumi.Resource]) -> command.local.Command:
+        """GET /version through the load balancer from where Pulumi runs, trusting only the cluster CA."""
+        checker = script("verify-api.py")
+        run = pulumi.Output.concat(
+            "python3 -c ", shlex.quote(checker), " ", self.api_server_url, " ", self._cfg.kubernetes_version, " 90")
+        return command.local.Command(
+            f"{self._name}-verify", create=run, update=run, stdin=self._pki.cas["ca"].cert_pem,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)))

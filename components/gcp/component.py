@@ -1,0 +1,65 @@
+"""GcpInfra: the GCP infra component (network, controllers, API load balancer) and its InfraOutputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.cloud_common import controller_ips, official_release_source
+from components.config import StackConfig
+from components.gcp import instances as vms
+from components.gcp.config import GcpConfig
+from components.gcp.lb import create_address, create_load_balancer
+from components.gcp.network import create_network
+from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
+
+CONTROLLER_TAG = "kthw-controller"
+
+
+@dataclass
+class GcpInfraArgs:
+    config: StackConfig
+    gcp: GcpConfig
+
+
+class GcpInfra(pulumi.ComponentResource):
+    """A custom-mode VPC, one VM per controller across zones, and a network LB over a target pool."""
+
+    outputs: InfraOutputs
+
+    def __init__(self, name: str, args: GcpInfraArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kthw:gcp:GcpInfra", name, None, opts)
+        config, gcp_config = args.config, args.gcp
+        project, region = gcp_config.project, gcp_config.region
+
+        net = create_network(name, project=project, region=region, node_cidr=config.node_cidr,
+                             cluster_cidr=config.cluster_cidr, admin_cidrs=config.admin_cidrs,
+                             target_tag=CONTROLLER_TAG, api_port=API_PORT, parent=self)
+        address = create_address(name, project=project, region=region, parent=self)
+        key = vms.ssh_key(name, gcp_config, parent=self)
+        instances = vms.create_instances(name, names=config.controller_names, ips=controller_ips(config),
+                                         gcp_config=gcp_config, subnet=net.subnet,
+                                         target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
+                                         parent=self)
+        lb = create_load_balancer(name, project=project, region=region, address=address, instances=instances,
+                                  cluster_domain=config.cluster_domain, api_port=API_PORT, parent=self)
+
+        hosts = [
+            ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
+                           ssh_user=gcp_config.ssh_user, ssh_private_key=key.private,
+                           instance_id=instance.instance_id)
+            for host, ip, instance in zip(config.controller_names, controller_ips(config), instances)
+        ]
+        self.outputs = InfraOutputs(
+            hosts=hosts,
+            public_address=address.address,
+            health_check=HealthCheckStyle.HTTP_HEALTHZ_PROXY,
+            releases=official_release_source(),
+            api_port=API_PORT,
+            ready=[*instances, *net.firewalls, lb.forwarding_rule],
+            node_subnet=config.node_cidr,
+        )
+        self.register_outputs({
+            "publicAddress": address.address,
+            "controllers": [{"name": h.name, "privateIp": h.private_ip} for h in hosts],
+        })

@@ -1,0 +1,70 @@
+"""The controller VMs and the SSH key the bootstrap reaches them with."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_tls as tls
+
+from components.gcp.config import GcpConfig
+
+
+@dataclass
+class SshKey:
+    public_openssh: pulumi.Output[str]
+    private: pulumi.Output[str]  # a secret
+
+
+def ssh_key(name: str, gcp_config: GcpConfig, parent: pulumi.Resource) -> SshKey:
+    """The configured key pair, or a generated ED25519 one; the private half is always a secret."""
+    if gcp_config.ssh_public_key and gcp_config.ssh_private_key:
+        return SshKey(public_openssh=pulumi.Output.from_input(gcp_config.ssh_public_key),
+                      private=pulumi.Output.secret(gcp_config.ssh_private_key))
+    key = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=parent))
+    return SshKey(public_openssh=key.public_key_openssh, private=pulumi.Output.secret(key.private_key_openssh))
+
+
+def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp_config: GcpConfig,
+                     subnet: gcp.compute.Subnetwork, target_tag: str, key: SshKey,
+                     depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> list[gcp.compute.Instance]:
+    """One VM per controller name at its static internal IP, spread round-robin over the zones.
+
+    The instance name is the hostname (and so the name in the node's certificates). Each VM has an
+    ephemeral external address for SSH (from adminCidrs only) and for downloading release binaries.
+    """
+    # Only this key logs in: OS Login off (it would ignore metadata keys; an org policy that enforces
+    # OS Login overrides this, see README) and project-wide keys blocked.
+    metadata = key.public_openssh.apply(lambda pub: {
+        "ssh-keys": f"{gcp_config.ssh_user}:{pub.strip()} {gcp_config.ssh_user}",
+        "enable-oslogin": "FALSE",
+        "block-project-ssh-keys": "TRUE",
+    })
+    instances = []
+    for index, (host, ip) in enumerate(zip(names, ips)):
+        instances.append(gcp.compute.Instance(
+            f"{name}-{host}",
+            name=host,
+            project=gcp_config.project,
+            zone=gcp_config.zone_of(index),
+            machine_type=gcp_config.machine_type,
+            boot_disk=gcp.compute.InstanceBootDiskArgs(
+                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                    image=gcp_config.image, size=gcp_config.disk_size_gb, type="pd-balanced")),
+            network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
+                subnetwork=subnet.id, network_ip=ip,
+                access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(network_tier="PREMIUM")])],
+            can_ip_forward=True,  # as KTHW: pod traffic is routed through the nodes
+            tags=[target_tag],
+            metadata=metadata,
+            labels={"kthw-role": "controller"},
+            allow_stopping_for_update=True,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        ))
+    return instances
+
+
+def external_ip(instance: gcp.compute.Instance) -> pulumi.Output[str]:
+    """The instance's ephemeral external address, where the bootstrap connects over SSH."""
+    return instance.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)

@@ -1,0 +1,140 @@
+"""The PKI component: turns the table into pulumi-tls keys and certificates, kubeconfigs and the encryption key."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_random as random
+import pulumi_tls as tls
+
+from components.config import StackConfig
+from components.infra import ControllerHost
+from components.pki import kubeconfig, table
+from components.render import render
+
+
+@dataclass(frozen=True)
+class CertPair:
+    """A certificate (public) and its private key (always a secret)."""
+
+    cert_pem: pulumi.Output[str]
+    key_pem: pulumi.Output[str]
+    expires: pulumi.Output[str]
+
+
+@dataclass
+class PkiArgs:
+    config: StackConfig
+    hosts: Sequence[ControllerHost]
+    public_address: pulumi.Input[str]
+    api_port: int = 6443
+    extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
+
+
+def _split_names(values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split values that may be DNS names or IP addresses into (dns, ips)."""
+    dns, ips = [], []
+    for value in values:
+        if not value:
+            continue
+        try:
+            ipaddress.ip_address(value)
+            ips.append(value)
+        except ValueError:
+            dns.append(value)
+    return dns, ips
+
+
+class Pki(pulumi.ComponentResource):
+    """Every key pair and certificate of the control plane, its kubeconfigs and its encryption config."""
+
+    cas: dict[str, CertPair]
+    certs: dict[str, CertPair]
+    node_certs: dict[str, dict[str, CertPair]]  # spec name -> node name -> pair
+    service_account_key_pem: pulumi.Output[str]
+    service_account_public_pem: pulumi.Output[str]
+    kubeconfigs: dict[str, pulumi.Output[str]]
+    encryption_config: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PkiArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("kthw:pki:Pki", name, None, opts)
+        self._name = name
+        self._validity = args.config.cert_validity_hours
+        cfg = args.config
+        names = [h.name for h in args.hosts]
+        extra = list(args.extra_sans) + ([cfg.api_server_dns_name] if cfg.api_server_dns_name else [])
+        context = table.SanContext(
+            cluster_domain=cfg.cluster_domain, service_ip=cfg.service_ip, controller_names=names,
+            controller_ips=[h.private_ip for h in args.hosts], public_address=args.public_address, extra=extra)
+
+        self.cas = {spec.name: self._ca(spec) for spec in table.CAS}
+        self.certs, self.node_certs = {}, {}
+        for spec in table.CERTS:
+            if spec.per_node:
+                self.node_certs[spec.name] = {
+                    host.name: self._cert(spec, f"{spec.name}-{host.name}", host.name,
+                                          context.__class__(**{**context.__dict__, "node_name": host.name,
+                                                               "node_ip": host.private_ip}))
+                    for host in args.hosts}
+            else:
+                self.certs[spec.name] = self._cert(spec, spec.name, None, context)
+
+        sa_key = self._key("service-account")
+        self.service_account_key_pem = pulumi.Output.secret(sa_key.private_key_pem)
+        self.service_account_public_pem = sa_key.public_key_pem
+
+        public_server = pulumi.Output.concat("https://", pulumi.Output.from_input(
+            cfg.api_server_dns_name or args.public_address), f":{args.api_port}")
+        servers = {"public": public_server, "local": pulumi.Output.from_input(f"https://127.0.0.1:{args.api_port}")}
+        self.kubeconfigs = {
+            kc_name: pulumi.Output.secret(pulumi.Output.all(
+                self.cas["ca"].cert_pem, self.certs[cert].cert_pem, self.certs[cert].key_pem, servers[where],
+            ).apply(lambda v, user=user: kubeconfig.render(ca_pem=v[0], cert_pem=v[1], key_pem=v[2],
+                                                            server=v[3], user=user)))
+            for kc_name, (cert, user, where) in table.KUBECONFIGS.items()}
+
+        key = random.RandomBytes(f"{name}-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self))
+        self.encryption_config = pulumi.Output.secret(key.base64.apply(
+            lambda k: render("kube-apiserver/encryption-config.yaml.j2", provider=cfg.encryption_provider,
+                             key_name="key1", key=k)))
+
+        self.register_outputs({
+            "caCertPem": self.cas["ca"].cert_pem,
+            "expiries": {n: p.expires for n, p in {**self.cas, **self.certs}.items()},
+            "kubeconfigs": self.kubeconfigs,
+        })
+
+    def _key(self, name: str) -> tls.PrivateKey:
+        return tls.PrivateKey(f"{self._name}-{name}-key", algorithm="ECDSA", ecdsa_curve="P256",
+                              opts=pulumi.ResourceOptions(parent=self))
+
+    def _ca(self, spec: table.CaSpec) -> CertPair:
+        key = self._key(spec.name)
+        cert = tls.SelfSignedCert(
+            f"{self._name}-{spec.name}", private_key_pem=key.private_key_pem, is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=spec.common_name),
+            validity_period_hours=self._validity * 10, early_renewal_hours=self._validity,
+            allowed_uses=list(table.CA_USES), set_subject_key_id=True,
+            opts=pulumi.ResourceOptions(parent=self))
+        return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
+
+    def _cert(self, spec: table.CertSpec, name: str, node: Optional[str], ctx: table.SanContext) -> CertPair:
+        key = self._key(name)
+        sans = spec.sans(ctx) if spec.sans else table.Sans()
+        extra = pulumi.Output.all(*sans.either).apply(_split_names)
+        dns = pulumi.Output.all(pulumi.Output.all(*sans.dns), extra).apply(lambda v: list(v[0]) + v[1][0])
+        ips = pulumi.Output.all(pulumi.Output.all(*sans.ips), extra).apply(lambda v: list(v[0]) + v[1][1])
+        request = tls.CertRequest(
+            f"{self._name}-{name}-csr", private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=spec.common_name.replace("{node}", node or ""),
+                                               organization=spec.organization),
+            dns_names=dns, ip_addresses=ips, opts=pulumi.ResourceOptions(parent=self))
+        signer = self.cas[spec.signer]
+        cert = tls.LocallySignedCert(
+            f"{self._name}-{name}", cert_request_pem=request.cert_request_pem,
+            ca_cert_pem=signer.cert_pem, ca_private_key_pem=signer.key_pem,
+            validity_period_hours=self._validity, early_renewal_hours=max(1, self._validity // 10),
+            allowed_uses=list(spec.usages), set_subject_key_id=True, opts=pulumi.ResourceOptions(parent=self))
+        return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)

@@ -1,0 +1,117 @@
+"""The cluster's PKI as one table, like kubeadm's certificate list (cmd/kubeadm/app/phases/certs/certlist.go).
+
+Each row is a key pair and certificate: its name, what it is for, its signer, subject, usages, whether each
+controller gets its own, and which SANs it carries. `components.pki.component` turns rows into pulumi-tls
+resources; tests iterate the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import pulumi
+
+SERVER = ("digital_signature", "key_encipherment", "server_auth")
+CLIENT = ("digital_signature", "key_encipherment", "client_auth")
+SERVER_AND_CLIENT = ("digital_signature", "key_encipherment", "server_auth", "client_auth")
+CA_USES = ("cert_signing", "crl_signing", "digital_signature", "key_encipherment")
+
+
+@dataclass(frozen=True)
+class SanContext:
+    """What SANs are made from: the cluster's names and addresses, and the node a per-node cert is for."""
+
+    cluster_domain: str
+    service_ip: str
+    controller_names: Sequence[str]
+    controller_ips: Sequence[pulumi.Input[str]]
+    public_address: pulumi.Input[str]
+    extra: Sequence[pulumi.Input[str]] = ()
+    node_name: Optional[str] = None
+    node_ip: Optional[pulumi.Input[str]] = None
+
+
+@dataclass(frozen=True)
+class Sans:
+    dns: Sequence[pulumi.Input[str]] = ()
+    ips: Sequence[pulumi.Input[str]] = ()
+    # Values only known at deploy time that may be either a name or an address (e.g. the LB's address).
+    either: Sequence[pulumi.Input[str]] = ()
+
+
+def apiserver_sans(ctx: SanContext) -> Sans:
+    """Every name a client may use for the apiserver (kubeadm's GetAPIServerAltNames)."""
+    return Sans(
+        dns=["kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             f"kubernetes.default.svc.{ctx.cluster_domain}", "localhost", *ctx.controller_names],
+        ips=[ctx.service_ip, "127.0.0.1", *ctx.controller_ips],
+        either=[ctx.public_address, *ctx.extra],
+    )
+
+
+def etcd_member_sans(ctx: SanContext) -> Sans:
+    """An etcd member's names: its hostname, localhost and its addresses (kubeadm's etcd server/peer)."""
+    return Sans(dns=[ctx.node_name or "", "localhost"], ips=[ctx.node_ip or "", "127.0.0.1", "::1"])
+
+
+@dataclass(frozen=True)
+class CaSpec:
+    name: str
+    doc: str
+    common_name: str
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    name: str
+    doc: str
+    signer: str  # a CaSpec name
+    common_name: str  # "{node}" is replaced by the node's name for per-node certs
+    organization: Optional[str]
+    usages: Sequence[str]
+    per_node: bool = False
+    sans: Optional[Callable[[SanContext], Sans]] = None
+
+
+CAS: tuple[CaSpec, ...] = (
+    CaSpec("ca", "Kubernetes general CA: signs the apiserver's serving cert and every client of it", "kubernetes"),
+    CaSpec("etcd-ca", "etcd's own CA: members, peers, and the clients that may talk to etcd", "etcd-ca"),
+    CaSpec("front-proxy-ca", "Aggregation layer CA: the apiserver proves itself to extension apiservers",
+           "front-proxy-ca"),
+)
+
+CERTS: tuple[CertSpec, ...] = (
+    CertSpec("apiserver", "kube-apiserver's serving certificate", "ca", "kube-apiserver", None, SERVER,
+             sans=apiserver_sans),
+    CertSpec("apiserver-kubelet-client", "kube-apiserver's client cert to kubelets (logs, exec, port-forward)",
+             "ca", "kube-apiserver-kubelet-client", None, CLIENT),
+    CertSpec("apiserver-etcd-client", "kube-apiserver's client cert to etcd", "etcd-ca",
+             "kube-apiserver-etcd-client", None, CLIENT),
+    CertSpec("front-proxy-client", "kube-apiserver's client cert to aggregated apiservers", "front-proxy-ca",
+             "front-proxy-client", None, CLIENT),
+    CertSpec("etcd-server", "an etcd member's serving cert for clients", "etcd-ca", "{node}", None,
+             SERVER_AND_CLIENT, per_node=True, sans=etcd_member_sans),
+    CertSpec("etcd-peer", "an etcd member's cert for peer traffic", "etcd-ca", "{node}", None,
+             SERVER_AND_CLIENT, per_node=True, sans=etcd_member_sans),
+    CertSpec("etcd-healthcheck-client", "etcdctl's client cert for health checks and backups", "etcd-ca",
+             "kube-etcd-healthcheck-client", None, CLIENT),
+    CertSpec("controller-manager", "kube-controller-manager's client cert", "ca",
+             "system:kube-controller-manager", None, CLIENT),
+    CertSpec("scheduler", "kube-scheduler's client cert", "ca", "system:kube-scheduler", None, CLIENT),
+    CertSpec("admin", "the cluster administrator; has rights through the kubeadm:cluster-admins binding", "ca",
+             "kubernetes-admin", "kubeadm:cluster-admins", CLIENT),
+    CertSpec("super-admin", "break-glass system:masters credential; stays on the controllers", "ca",
+             "kubernetes-super-admin", "system:masters", CLIENT),
+)
+
+# Kubeconfigs: name -> (client cert, user name, which server: "local" apiserver or the "public" endpoint).
+KUBECONFIGS: dict[str, tuple[str, str, str]] = {
+    "admin": ("admin", "kubernetes-admin", "public"),
+    "super-admin": ("super-admin", "kubernetes-super-admin", "local"),
+    "controller-manager": ("controller-manager", "system:kube-controller-manager", "local"),
+    "scheduler": ("scheduler", "system:kube-scheduler", "local"),
+}
+
+
+def cert(name: str) -> CertSpec:
+    return next(spec for spec in CERTS if spec.name == name)

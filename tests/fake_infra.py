@@ -1,0 +1,43 @@
+"""A fake infra for tests: the interface's shape with fixed hosts and no cloud resources."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from components.config import StackConfig, parse
+from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, ReleaseSource
+from components.pki import Pki, PkiArgs
+
+PUBLIC_ADDRESS = "203.0.113.50"
+FAKE_SHA = "ab" * 32
+
+
+def fake_infra(cfg: StackConfig, health: HealthCheckStyle = HealthCheckStyle.HTTPS_READYZ) -> InfraOutputs:
+    hosts = [ControllerHost(name=name, private_ip=f"10.240.0.{10 + i}", ssh_host=f"192.0.2.{10 + i}", ssh_port=22,
+                            ssh_user="kthw", ssh_private_key=pulumi.Output.secret("FAKE SSH KEY"),
+                            instance_id=f"vm-{i}")
+             for i, name in enumerate(cfg.controller_names)]
+    names = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
+    sha = {(n, cfg.kubernetes_version): FAKE_SHA for n in names}
+    sha[("etcd", cfg.etcd_version)] = FAKE_SHA
+    releases = ReleaseSource(kubernetes_url="https://dl.example/{version}/{name}",
+                             etcd_url="https://dl.example/etcd-{version}.tar.gz", sha256=sha)
+    return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases,
+                        node_subnet="10.240.0.0/24")
+
+
+def config(**values) -> StackConfig:
+    values.setdefault("cloud", "local")
+    return parse({k: str(v) for k, v in values.items()}.get)
+
+
+def build(cfg: Optional[StackConfig] = None, health: HealthCheckStyle = HealthCheckStyle.HTTPS_READYZ):
+    """Register the PKI and the control plane on a fake infra; return the components."""
+    cfg = cfg or config()
+    infra = fake_infra(cfg, health)
+    pki = Pki("kthw-pki", PkiArgs(config=cfg, hosts=infra.hosts, public_address=infra.public_address))
+    plane = ControlPlane("kthw-control-plane", ControlPlaneArgs(config=cfg, infra=infra, pki=pki))
+    pulumi.export("kubeconfig", pki.kubeconfigs["admin"])
+    return infra, pki, plane
