@@ -75,7 +75,9 @@ def contains_secret_marker(value: Any) -> bool:
 class Graph:
     """The recorded resources, with small queries for tests."""
 
-    def __init__(self, resources: list[Registered], stack_outputs: dict[str, Any]):
+    def __init__(self, resources: list[Registered], stack_outputs: dict[str, Any],
+                 error: Optional[BaseException] = None):
+        self.error = error
         self.resources = resources
         self.by_urn = {r.urn: r for r in resources}
         self.stack_outputs = stack_outputs
@@ -140,8 +142,12 @@ class FakeCloud(pulumi_mocks.Mocks):
         """Computed outputs of cloud resources (public IP addresses and the like)."""
         if args.typ == "azure-native:network:PublicIPAddress":
             return {"ip_address": "20.0.113.10"}
+        if args.typ == "azure-native:compute:VirtualMachine":
+            return {"vm_id": f"{args.name}-vmid"}  # a GUID on Azure, new whenever the VM is re-created
         if args.typ == "gcp:compute/address:Address":
             return {"address": "34.0.113.10", "self_link": f"https://gcp/{args.name}"}
+        if args.typ == "gcp:compute/instance:Instance":
+            return {"self_link": f"https://gcp/{args.name}", "networkInterfaces": _gcp_nat_ips(args.inputs)}
         if args.typ.startswith("gcp:"):
             return {"self_link": f"https://gcp/{args.name}", "name": args.inputs.get("name", args.name)}
         return {}
@@ -182,8 +188,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def evaluate(program: Callable[[], Any], config: dict[str, Any], stack: str = "test",
-             preview: bool = False, mocks: Optional[pulumi_mocks.Mocks] = None) -> Graph:
-    """Run `program` under mocks with `config` (keys without a namespace go to `kthw:`)."""
+             preview: bool = False, mocks: Optional[pulumi_mocks.Mocks] = None,
+             expect_error: bool = False) -> Graph:
+    """Run `program` under mocks with `config` (keys without a namespace go to `kthw:`).
+
+    With `expect_error`, an exception from the program is returned in `Graph.error` instead of raised.
+    """
     mocks = mocks or FakeCloud()
     monitor = RecordingMonitor(mocks)
     settings.SETTINGS.root_resource = None  # a fresh Stack for every evaluation
@@ -199,20 +209,36 @@ def evaluate(program: Callable[[], Any], config: dict[str, Any], stack: str = "t
     def body() -> None:
         program()
 
+    error: Optional[BaseException] = None
     try:
         _sync_await(run_pulumi_func(body))
+    except Exception as exc:  # noqa: BLE001
+        if not expect_error:
+            raise
+        error = exc
     finally:
         root = settings.get_root_resource()
         if root is not None:
             root._finish()  # type: ignore[attr-defined]
             _sync_await(run_pulumi_func(lambda: None))
-    return Graph(monitor.registered, monitor.stack_outputs)
+    return Graph(monitor.registered, monitor.stack_outputs, error)
 
 
-def run_program(config: dict[str, Any], stack: str = "test", preview: bool = False) -> Graph:
+def run_program(config: dict[str, Any], stack: str = "test", preview: bool = False,
+                expect_error: bool = False) -> Graph:
     """Evaluate the project's real `__main__.py` under mocks."""
     return evaluate(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
-                    config, stack=stack, preview=preview)
+                    config, stack=stack, preview=preview, expect_error=expect_error)
+
+
+def _gcp_nat_ips(inputs: dict) -> list:
+    """A GCP instance's network interfaces with an ephemeral external IP (35.0.113.<last octet>) filled in."""
+    nics = []
+    for nic in inputs.get("networkInterfaces") or []:
+        octet = str(nic.get("networkIp", "0.0.0.0")).rsplit(".", 1)[-1]
+        configs = [{**ac, "natIp": f"35.0.113.{octet}"} for ac in nic.get("accessConfigs") or []]
+        nics.append({**nic, "accessConfigs": configs})
+    return nics
 
 
 def _key(key: str) -> str:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2317
 # Shared helpers for the host scripts; included into each rendered script (no sourcing at run time).
 
 log() { printf '[kthw %s] %s\n' "$(hostname)" "$*" >&2; }

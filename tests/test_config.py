@@ -1,0 +1,78 @@
+"""Bad config values are refused before any resource exists, each with a message naming the key."""
+import pytest
+
+from components.config import ConfigError, parse
+from harness import run_program
+
+AZURE = {"cloud": "azure", "adminCidrs": '["203.0.113.7/32"]'}
+
+BAD = [
+    ({"cloud": "aws"}, "kthw:cloud", "azure, gcp, local"),
+    ({"cloud": "local", "controllerCount": "4"}, "kthw:controllerCount", "odd"),
+    ({"cloud": "local", "controllerCount": "9"}, "kthw:controllerCount", "between 1 and 7"),
+    ({"cloud": "local", "controllerCount": "three"}, "kthw:controllerCount", "whole number"),
+    ({"cloud": "local", "kubernetesVersion": "v1.20.0"}, "kthw:kubernetesVersion", "checksum table"),
+    ({"cloud": "local", "etcdVersion": "v3.4.0"}, "kthw:etcdVersion", "checksum table"),
+    ({"cloud": "local", "serviceCidr": "10.32.0.0/33"}, "kthw:serviceCidr", "IPv4 CIDR"),
+    ({"cloud": "local", "serviceCidr": "10.32.0.1/24"}, "kthw:serviceCidr", "IPv4 CIDR"),
+    ({"cloud": "local", "clusterCidr": "10.32.0.0/16"}, "kthw:clusterCidr", "must not overlap serviceCidr"),
+    ({"cloud": "local", "clusterCidr": "198.18.0.0/16"}, "kthw:clusterCidr", "must not overlap nodeCidr"),
+    ({"cloud": "local", "clusterDomain": "bad_domain!"}, "kthw:clusterDomain", "DNS name"),
+    ({"cloud": "azure"}, "kthw:adminCidrs", "required on azure"),
+    ({"cloud": "gcp"}, "kthw:adminCidrs", "required on gcp"),
+    ({**AZURE, "adminCidrs": '["0.0.0.0/0"]'}, "kthw:adminCidrs", "whole internet"),
+    ({**AZURE, "adminCidrs": '["*"]'}, "kthw:adminCidrs", "whole internet"),
+    ({**AZURE, "adminCidrs": '["not-a-cidr"]'}, "kthw:adminCidrs", "not a CIDR"),
+    ({"cloud": "local", "encryptionProvider": "identity"}, "kthw:encryptionProvider", "secretbox"),
+    ({"cloud": "local", "apiServerDnsName": "-bad-.example"}, "kthw:apiServerDnsName", "DNS name"),
+    ({"cloud": "local", "healthCheck": "icmp"}, "kthw:healthCheck", "https-readyz"),
+    ({"cloud": "local", "certValidityHours": "0"}, "kthw:certValidityHours", "between 1"),
+    ({"cloud": "local", "etcdElectionTimeout": "200"}, "kthw:etcdElectionTimeout", "5 x etcdHeartbeatInterval"),
+]
+
+
+@pytest.mark.parametrize("values,key,allowed", BAD, ids=[f"{k}={list(v.values())[-1]}" for v, k, _ in BAD])
+def test_bad_value_is_refused_with_its_key_and_no_resource(values, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        parse(values.get)
+    assert key in str(err.value) and allowed in str(err.value)
+    graph = run_program(values, expect_error=True)
+    assert isinstance(graph.error, ConfigError), graph.error
+    assert key in str(graph.error)
+    assert graph.resources == [], f"resources registered despite bad config: {[r.name for r in graph.resources]}"
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse({"cloud": "local", "controllerCount": "2", "encryptionProvider": "rot13", "clusterDomain": "x..y"}.get)
+    assert len(err.value.problems) == 3
+
+
+def test_defaults():
+    cfg = parse({"cloud": "local"}.get)
+    assert (cfg.controller_count, cfg.service_cidr, cfg.cluster_cidr, cfg.cluster_domain) == (
+        3, "10.32.0.0/24", "10.200.0.0/16", "cluster.local")
+    assert cfg.encryption_provider == "secretbox"
+    assert cfg.service_ip == "10.32.0.1"
+    assert cfg.controller_names == ["controller-0", "controller-1", "controller-2"]
+
+
+def test_stack_name_picks_the_cloud_when_unset():
+    assert parse({}.get, stack="local").cloud == "local"
+
+
+def test_admin_cidrs_accept_a_list_or_a_comma_string():
+    assert parse({**AZURE, "adminCidrs": "203.0.113.7/32, 198.51.100.0/24"}.get).admin_cidrs == (
+        "203.0.113.7/32", "198.51.100.0/24")
+    assert parse(AZURE.get).admin_cidrs == ("203.0.113.7/32",)
+
+
+def test_clouds_refuse_versions_whose_official_digests_are_missing(monkeypatch):
+    """The checksum table lacks the official control-plane digests of v1.36.3: a cloud stack says so up front."""
+    from components import releases
+
+    assert releases.missing_official("v1.36.3", "v3.6.14"), "table now complete: update this test"
+    graph = run_program({**AZURE, "location": "westeurope"}, expect_error=True)
+    assert isinstance(graph.error, ConfigError), graph.error
+    assert "kube-apiserver v1.36.3" in str(graph.error) and "scripts/update-checksums" in str(graph.error)
+    assert graph.resources == []

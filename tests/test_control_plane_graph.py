@@ -1,0 +1,125 @@
+"""The bootstrap graph, asserted on the edges the engine sees (recorded RegisterResource requests)."""
+import pytest
+
+from components.infra import HealthCheckStyle
+from fake_infra import build, config
+from harness import evaluate
+
+NODES = ["controller-0", "controller-1", "controller-2"]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return evaluate(lambda: build(), {"cloud": "local"})
+
+
+def step(graph, node, name):
+    return graph.named(f"kthw-control-plane-{node}-{name}")
+
+
+def test_every_node_gets_every_step(graph):
+    for node in NODES:
+        for name in ("binaries", "files", "etcd", "etcd-ready", "kube-apiserver", "kube-controller-manager",
+                     "kube-scheduler"):
+            assert step(graph, node, name).parent.endswith("kthw-control-plane")
+
+
+def test_etcd_starts_after_its_binaries_and_files(graph):
+    for node in NODES:
+        etcd = step(graph, node, "etcd")
+        assert graph.reaches(etcd, step(graph, node, "binaries"))
+        assert graph.reaches(etcd, step(graph, node, "files"))
+
+
+def test_apiserver_on_any_node_waits_for_etcd_health_on_all(graph):
+    for node in NODES:
+        apiserver = step(graph, node, "kube-apiserver")
+        for other in NODES:
+            assert graph.reaches(apiserver, step(graph, other, "etcd-ready")), (node, other)
+            assert graph.reaches(step(graph, other, "etcd-ready"), step(graph, node, "etcd"))
+
+
+def test_controller_manager_and_scheduler_after_their_apiserver(graph):
+    for node in NODES:
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            assert graph.reaches(step(graph, node, name), step(graph, node, "kube-apiserver"))
+
+
+def test_rbac_after_every_apiserver_and_verify_last(graph):
+    rbac = step(graph, "controller-0", "rbac")
+    verify = graph.named("kthw-control-plane-verify")
+    for node in NODES:
+        assert graph.reaches(rbac, step(graph, node, "kube-apiserver"))
+    for cmd in graph.of_type("command:remote:Command"):
+        assert graph.reaches(verify, cmd), f"verify does not wait for {cmd.name}"
+
+
+def test_nodes_are_parallel_not_serial(graph):
+    """No step of one node waits for a same-phase step of another (except the etcd quorum barrier)."""
+    for node in NODES:
+        for other in NODES:
+            if node == other:
+                continue
+            for name in ("binaries", "files", "etcd", "kube-apiserver", "kube-scheduler"):
+                assert not graph.reaches(step(graph, node, name), step(graph, other, name)), (node, other, name)
+
+
+def test_updates_run_in_place_not_by_replacement(graph):
+    for cmd in graph.of_type("command:remote:Command"):
+        assert cmd.input("update") == cmd.input("create"), cmd.name
+        assert not cmd.input("triggers"), f"{cmd.name}: triggers replace the resource"
+
+
+def test_every_installing_step_has_a_delete(graph):
+    for cmd in graph.of_type("command:remote:Command"):
+        if not cmd.name.endswith("-etcd-ready"):
+            assert cmd.input("delete"), f"{cmd.name} has no delete"
+
+
+def test_binaries_are_verified_against_the_table(graph):
+    script = step(graph, "controller-0", "binaries").input("create")
+    assert script.count("sha256sum --check") == 1 and script.count("fetch \"") == 5
+    assert "https://dl.example/v1.36.3/kube-apiserver" in script
+
+
+def test_missing_digest_refuses_to_build():
+    from components.control_plane import ControlPlane, ControlPlaneArgs
+    from components.pki import Pki, PkiArgs
+    from fake_infra import fake_infra
+
+    def program():
+        cfg = config()
+        infra = fake_infra(cfg)
+        del infra.releases.sha256[("kube-scheduler", cfg.kubernetes_version)]
+        pki = Pki("kthw-pki", PkiArgs(config=cfg, hosts=infra.hosts, public_address=infra.public_address))
+        ControlPlane("kthw-control-plane", ControlPlaneArgs(config=cfg, infra=infra, pki=pki))
+
+    graph = evaluate(program, {"cloud": "local"}, expect_error=True)
+    assert "no pinned sha256 for kube-scheduler" in str(graph.error)
+    assert not graph.of_type("command:remote:Command")
+
+
+def test_a_changed_file_reruns_only_what_reads_it():
+    """Changing the scheduler's config inputs changes only the scheduler step's command."""
+    base = evaluate(lambda: build(), {"cloud": "local"})
+    changed = evaluate(lambda: build(config(clusterCidr="10.201.0.0/16")), {"cloud": "local"})
+    differs = {r.name for r in changed.of_type("command:remote:Command")
+               if r.input("create") != base.named(r.name).input("create")}
+    assert differs == {f"kthw-control-plane-{n}-kube-controller-manager" for n in NODES}
+
+
+def test_scale_to_five_adds_members_everywhere():
+    graph = evaluate(lambda: build(config(controllerCount=5)), {"cloud": "local"})
+    unit = step(graph, "controller-0", "etcd").input("create")
+    assert "controller-4=https://10.240.0.14:2380" in unit
+    apiserver = step(graph, "controller-2", "kube-apiserver").input("create")
+    assert "https://10.240.0.14:2379" in apiserver
+    assert len(graph.of_type("command:remote:Command")) == 5 * 7 + 1  # 7 steps a node, RBAC once
+
+
+def test_healthz_proxy_step_follows_its_apiserver():
+    graph = evaluate(lambda: build(health=HealthCheckStyle.HTTP_HEALTHZ_PROXY), {"cloud": "local"})
+    for node in NODES:
+        proxy = step(graph, node, "nginx-healthz")
+        assert graph.reaches(proxy, step(graph, node, "kube-apiserver"))
+        assert graph.reaches(graph.named("kthw-control-plane-verify"), proxy)

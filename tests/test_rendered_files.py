@@ -1,0 +1,183 @@
+"""Every file the bootstrap renders, checked by the real tool that reads it."""
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fake_infra import build, config
+from harness import evaluate
+
+REQUIRE = os.environ.get("CI") == "true" or os.environ.get("KTHW_REQUIRE_TOOLS") == "1"
+
+
+def tool(name: str) -> str:
+    cache = Path(os.environ.get("KTHW_CACHE", Path.home() / ".cache/kthw")) / "toolchain/bin" / name
+    path = str(cache) if cache.exists() else shutil.which(name)
+    if not path:
+        if REQUIRE:
+            pytest.fail(f"{name} is not installed: run scripts/setup")
+        pytest.skip(f"{name} is not installed: run scripts/setup")
+    return path
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return evaluate(lambda: build(config(apiServerDnsName="k8s.example.com")), {"cloud": "local"})
+
+
+def body_of(command: str) -> str:
+    return command.split("<<'KTHW_SCRIPT'\n", 1)[1].rsplit("\nKTHW_SCRIPT\n", 1)[0]
+
+
+def remote_scripts(graph):
+    for cmd in graph.of_type("command:remote:Command"):
+        for key in ("create", "delete"):
+            if cmd.input(key):
+                yield f"{cmd.name}.{key}", cmd.input(key)
+
+
+def test_every_host_script_passes_shellcheck(graph):
+    shellcheck = tool("shellcheck")
+    checked = 0
+    for name, command in remote_scripts(graph):
+        outer = subprocess.run([shellcheck, "-s", "sh", "-"], input=command, text=True, capture_output=True)
+        assert outer.returncode == 0, f"{name} (wrapper):\n{outer.stdout}"
+        inner = subprocess.run([shellcheck, "-s", "bash", "-"], input=body_of(command), text=True,
+                               capture_output=True)
+        assert inner.returncode == 0, f"{name}:\n{inner.stdout}"
+        checked += 1
+    assert checked >= 3 * 13
+
+
+def test_static_scripts_pass_shellcheck():
+    shellcheck = tool("shellcheck")
+    root = Path(__file__).resolve().parent.parent / "scripts"
+    files = [p for p in root.rglob("*") if p.is_file() and (p.suffix == ".sh" or _has_bash_shebang(p))]
+    assert files
+    result = subprocess.run([shellcheck, "-x", *map(str, files)], text=True, capture_output=True)
+    assert result.returncode == 0, result.stdout
+
+
+def _has_bash_shebang(path: Path) -> bool:
+    if path.suffix in (".j2",):
+        return False
+    try:
+        return path.read_text(errors="ignore").startswith(("#!/usr/bin/env bash", "#!/bin/bash", "#!/bin/sh"))
+    except OSError:
+        return False
+
+
+def units(graph):
+    for cmd in graph.of_type("command:remote:Command"):
+        match = re.search(r"<<'UNIT'\n(.*?)\nUNIT\n", cmd.input("create") or "", re.S)
+        if match:
+            yield cmd.name, match.group(1)
+
+
+def test_units_pass_systemd_analyze_verify(graph, tmp_path):
+    analyze = tool("systemd-analyze")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    seen = set()
+    for name, unit in units(graph):
+        unit_name = re.search(r"-controller-\d+-(.+)$", name).group(1) + ".service"
+        path = tmp_path / unit_name
+        path.write_text(unit.replace("/usr/local/bin/", f"{bin_dir}/"))
+        result = subprocess.run([analyze, "verify", "--recursive-errors=no", "--man=no", str(path)],
+                                text=True, capture_output=True)
+        assert result.returncode == 0 and not result.stderr.strip(), f"{name}:\n{result.stderr}"
+        seen.add(unit_name)
+    assert seen == {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
+                    "kube-scheduler.service"}
+
+
+def test_units_use_no_removed_flags(graph):
+    removed = ("--kubelet-https", "--experimental-encryption-provider-config", "--insecure-port",
+               "--insecure-bind-address", "--runtime-config=api/all", "--apiserver-count", "--address=",
+               "--port=", "--master=")
+    for name, unit in units(graph):
+        for flag in removed:
+            assert flag not in unit, f"{name} uses {flag}"
+
+
+def test_apiserver_flags(graph):
+    unit = dict(units(graph))["kthw-control-plane-controller-1-kube-apiserver"]
+    for flag in ("--service-account-issuer=https://k8s.example.com:6443",
+                 "--service-account-signing-key-file=", "--service-account-key-file=",
+                 "--service-cluster-ip-range=10.32.0.0/24", "--audit-policy-file=", "--audit-log-path=",
+                 "--encryption-provider-config=", "--advertise-address=10.240.0.11",
+                 "--etcd-servers=https://10.240.0.10:2379,https://10.240.0.11:2379,https://10.240.0.12:2379"):
+        assert flag in unit
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        unit = dict(units(graph))[f"kthw-control-plane-controller-1-{name}"]
+        assert "--bind-address=127.0.0.1" in unit
+    cm = dict(units(graph))["kthw-control-plane-controller-1-kube-controller-manager"]
+    assert "--leader-elect=true" in cm
+
+
+def payload_files(graph, node="controller-0") -> dict[str, tarfile.TarInfo]:
+    stdin = graph.named(f"kthw-control-plane-{node}-files").input("stdin")
+    tar = tarfile.open(fileobj=io.BytesIO(base64.b64decode(stdin)))
+    return {"/" + m.name: (m, tar.extractfile(m).read().decode()) for m in tar.getmembers()}
+
+
+def test_private_files_are_0600(graph):
+    files = payload_files(graph)
+    for path, (info, _) in files.items():
+        private = path.endswith(("-key.pem", ".kubeconfig", "encryption-config.yaml"))
+        assert info.mode == (0o600 if private else 0o644), path
+    assert "/var/lib/kubernetes/apiserver-key.pem" in files and "/etc/etcd/peer-key.pem" in files
+
+
+def test_kubeconfigs_pass_kubectl_config_view(graph, tmp_path):
+    kubectl = tool("kubectl")
+    files = payload_files(graph)
+    kubeconfigs = {p: c for p, (_, c) in files.items() if p.endswith(".kubeconfig")}
+    assert set(kubeconfigs) == {f"/var/lib/kubernetes/{n}.kubeconfig" for n in
+                                ("admin", "super-admin", "controller-manager", "scheduler")}
+    for path, content in kubeconfigs.items():
+        file = tmp_path / Path(path).name
+        file.write_text(content)
+        result = subprocess.run([kubectl, "config", "view", "--kubeconfig", str(file), "-o", "json"],
+                                text=True, capture_output=True)
+        assert result.returncode == 0, result.stderr
+        view = yaml.safe_load(result.stdout)
+        server = view["clusters"][0]["cluster"]["server"]
+        expected = "https://k8s.example.com:6443" if path.endswith("/admin.kubeconfig") else "https://127.0.0.1:6443"
+        assert server == expected, path
+        assert view["current-context"]
+
+
+EXPECTED_KINDS = {
+    "/var/lib/kubernetes/encryption-config.yaml": ("apiserver.config.k8s.io/v1", "EncryptionConfiguration"),
+    "/var/lib/kubernetes/audit-policy.yaml": ("audit.k8s.io/v1", "Policy"),
+    "/var/lib/kubernetes/authentication-config.yaml": ("apiserver.config.k8s.io/v1", "AuthenticationConfiguration"),
+    "/etc/kubernetes/config/kube-scheduler.yaml": ("kubescheduler.config.k8s.io/v1", "KubeSchedulerConfiguration"),
+}
+
+
+def test_yaml_configs_parse_with_their_kind(graph):
+    files = payload_files(graph)
+    for path, (api_version, kind) in EXPECTED_KINDS.items():
+        doc = yaml.safe_load(files[path][1])
+        assert (doc["apiVersion"], doc["kind"]) == (api_version, kind), path
+    enc = yaml.safe_load(files["/var/lib/kubernetes/encryption-config.yaml"][1])
+    providers = enc["resources"][0]["providers"]
+    assert list(providers[0]) == ["secretbox"] and len(base64.b64decode(providers[0]["secretbox"]["keys"][0]["secret"])) == 32
+    assert providers[-1] == {"identity": {}}
+    audit = yaml.safe_load(files["/var/lib/kubernetes/audit-policy.yaml"][1])
+    assert audit["rules"][-1]["level"] == "Metadata"  # the audit log logs something
+    assert all(r["level"] in ("None", "Metadata") for r in audit["rules"])  # never a Secret's body
+    rbac = list(yaml.safe_load_all((Path(__file__).resolve().parent.parent / "scripts/rbac/rbac.yaml").read_text()))
+    assert [d["kind"] for d in rbac] == ["ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding"]
+    assert rbac[0]["metadata"]["name"] == "system:kube-apiserver-to-kubelet"
