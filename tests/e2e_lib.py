@@ -1,0 +1,146 @@
+"""Drive a real local stack with the toolchain's Pulumi CLI, in a scratch copy of the project.
+
+The scratch copy has its own stack file (so the checkout's Pulumi.local.yaml is never touched), its own
+state dir (Pulumi backend, passphrase, host state) and its own node subnet, so it can run beside a user's
+`local` stack. Every command is bounded in time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("KTHW_CACHE", Path.home() / ".cache/kthw"))
+TOOLCHAIN_BIN = CACHE / "toolchain/bin"
+LINKED = ("__main__.py", "Pulumi.yaml", "requirements.txt", "components", "scripts", ".venv")
+
+
+def toolchain_ready() -> Optional[str]:
+    """None when the toolchain and the local stack can run here, else why not."""
+    for name in ("pulumi", "pulumi-language-python", "pulumi-resource-command", "pulumi-resource-tls",
+                 "pulumi-resource-random", "kubectl", "etcdctl"):
+        if not (TOOLCHAIN_BIN / name).exists():
+            return f"{TOOLCHAIN_BIN / name} is missing: run scripts/toolchain/build"
+    if not (CACHE / "toolchain/manifest.json").exists():
+        return "no toolchain manifest: run scripts/toolchain/build"
+    if os.geteuid() != 0:
+        return "the local stack needs root (network namespaces, containers)"
+    return None
+
+
+@dataclass
+class LocalStack:
+    """One scratch local stack: `pulumi` runs it, `host` runs commands inside its controllers."""
+
+    name: str
+    workdir: Path
+    config: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.project = self.workdir / "project"
+        self.state = self.workdir / "state"
+        self.project.mkdir(parents=True, exist_ok=True)
+        for name in LINKED:
+            link = self.project / name
+            if not link.exists():
+                link.symlink_to(ROOT / name)
+        self.write_config()
+
+    # -- configuration -----------------------------------------------------------------------------
+    def write_config(self) -> None:
+        base = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text()) or {}
+        path = self.project / f"Pulumi.{self.name}.yaml"
+        existing = yaml.safe_load(path.read_text()) if path.exists() else {}
+        config = {**base.get("config", {}), **{k if ":" in k else f"kthw:{k}": v for k, v in self.config.items()}}
+        document = {**(existing or {}), "config": config}
+        path.write_text(yaml.safe_dump(document, sort_keys=True))
+
+    def set_config(self, **values: str) -> None:
+        self.config.update(values)
+        self.write_config()
+
+    # -- pulumi ------------------------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KTHW_STATE": str(self.state), "KTHW_PROJECT_DIR": str(self.project),
+                "PULUMI_CONFIG_PASSPHRASE": "kthw-e2e", "CI": "true"}
+
+    def pulumi(self, *args: str, timeout: float = 1800, check: bool = True,
+               label: Optional[str] = None) -> subprocess.CompletedProcess:
+        start = time.monotonic()
+        result = subprocess.run([str(ROOT / "scripts/pulumi"), *args, "--stack", self.name, "--non-interactive"],
+                                env=self.env, text=True, capture_output=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL)
+        if label:
+            self.timings[label] = round(time.monotonic() - start, 1)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def init(self) -> None:
+        self.pulumi("stack", "init", timeout=120, check=False)
+        self.write_config()  # stack init may have added the encryption salt; keep our config beside it
+
+    def up(self, *extra: str, label: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.pulumi("up", "--yes", "--skip-preview", "--parallel", "32", *extra, label=label, check=check)
+
+    def changes(self, result: subprocess.CompletedProcess) -> dict[str, int]:
+        """Count of each operation in `pulumi up --json`-less output: the summary's lines."""
+        summary: dict[str, int] = {}
+        for line in result.stdout.splitlines():
+            words = line.strip().split()
+            if len(words) >= 2 and words[0].isdigit() and words[1] in ("created", "updated", "deleted",
+                                                                        "replaced", "unchanged", "to"):
+                summary[words[1]] = int(words[0])
+        return summary
+
+    def outputs(self) -> dict:
+        result = self.pulumi("stack", "output", "--json", "--show-secrets", timeout=120)
+        return json.loads(result.stdout)
+
+    def kubeconfig(self) -> Path:
+        path = self.workdir / "admin.kubeconfig"
+        path.write_text(self.outputs()["kubeconfig"])
+        path.chmod(0o600)
+        return path
+
+    def kubectl(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(TOOLCHAIN_BIN / "kubectl"), "--kubeconfig", str(self.kubeconfig()),
+                                 "--request-timeout=20s", *args], text=True, capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result
+
+    # -- hosts -------------------------------------------------------------------------------------
+    def layout(self):
+        from components.local.layout import LocalLayout
+
+        count = int(self.config.get("controllerCount", 3))
+        return LocalLayout.build(self.name, [f"controller-{i}" for i in range(count)],
+                                 self.config["nodeCidr"], state_root=self.state, cache_root=CACHE)
+
+    def host(self, index: int, command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `command` in controller-<index> (enter the container's namespaces through its init process)."""
+        host = self.layout().hosts[index]
+        pid = host.pidfile.read_text().strip()
+        leader = subprocess.run(["pgrep", "-P", pid, "-o"], text=True, capture_output=True).stdout.strip() or pid
+        result = subprocess.run(["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", "bash", "-c", command],
+                                text=True, capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{host.name}: {command!r} failed ({result.returncode}): {result.stdout}{result.stderr}")
+        return result
+
+    def cleanup(self) -> None:
+        """Last resort after a failed test: destroy, then remove the scratch state."""
+        self.pulumi("destroy", "--yes", "--skip-preview", timeout=900, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
