@@ -15,11 +15,13 @@ import pulumi
 import pulumi_command as command
 
 from components import host_files
+from components.drift import HostState, HostStateArgs
 from components.config import StackConfig
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.pki import Pki
 from components.render import content_hash, render, script
 
+SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem https://127.0.0.1:6443/readyz"
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
 CONTROLLER_MANAGER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10257/healthz"
@@ -73,6 +75,8 @@ class ControlPlane(pulumi.ComponentResource):
         hosts = self._infra.hosts
         ready = list(self._infra.ready)
         self._groups = {h.name: host_files.node_file_groups(self._pki, h.name) for h in hosts}
+        self._units = {h.name: {unit: self._unit(h, unit) for unit in SERVICES} for h in hosts}
+        self._repairs = {h.name: self._host_state(h, ready).repairs for h in hosts}
         binaries = {h.name: self._step(h, "binaries", self._install_binaries(), self._remove("binaries"),
                                        depends_on=ready) for h in hosts}
         files = {h.name: self._files_step(h, ready) for h in hosts}
@@ -96,8 +100,14 @@ class ControlPlane(pulumi.ComponentResource):
     def _step(self, host: ControllerHost, step: str, body: pulumi.Input[str], delete: Optional[str],
               depends_on: Sequence[pulumi.Resource], stdin: Optional[pulumi.Input[str]] = None,
               logging: Optional[command.remote.Logging] = None) -> command.remote.Command:
-        """One remote step on one host: create and update run the same idempotent script."""
-        header = pulumi.Output.format("# kthw {0} on {1} (instance {2})\n", step, host.name, host.instance_id or "-")
+        """One remote step on one host: create and update run the same idempotent script.
+
+        Its header names the host's instance and how often drift in this step's group was repaired: either
+        changing makes the step run again.
+        """
+        repairs = self._repairs[host.name].apply(lambda r: (r or {}).get(step, 0))
+        header = pulumi.Output.format("# kthw {0} on {1} (instance {2}, repair {3})\n", step, host.name,
+                                      host.instance_id or "-", repairs)
         run = pulumi.Output.all(header, body).apply(lambda v: as_root(_after_shebang(v[1], v[0]), step))
         resource = command.remote.Command(
             f"{self._name}-{host.name}-{step}",
@@ -141,7 +151,7 @@ class ControlPlane(pulumi.ComponentResource):
                           stdin=host_files.payload(files), logging=command.remote.Logging.NONE)
 
     def _service(self, host: ControllerHost, unit: str, depends_on: Sequence[pulumi.Resource]):
-        unit_content = self._unit(host, unit)
+        unit_content = self._units[host.name][unit]
         files = self._groups[host.name].get(unit, {})
         health = {"etcd": None, "kube-apiserver": APISERVER_READY,
                   "kube-controller-manager": CONTROLLER_MANAGER_HEALTHY, "kube-scheduler": SCHEDULER_HEALTHY}[unit]
@@ -165,6 +175,23 @@ class ControlPlane(pulumi.ComponentResource):
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
             shutdown_delay="5s"))
+
+    def _host_state(self, host: ControllerHost, ready: Sequence[pulumi.Resource]) -> HostState:
+        """What the bootstrap manages on `host`, observed on every refresh (see components/drift.py)."""
+        files = host_files.merged(self._groups[host.name])
+        expected: dict[str, pulumi.Input] = {
+            "files": {"files": host_files.digests(files)},
+            "binaries": {"files": {f"/usr/local/bin/{name}": digest for (name, version), digest in
+                                   self._infra.releases.sha256.items()
+                                   if version == self._cfg.kubernetes_version and name != "etcd"}},
+        }
+        for unit, content in self._units[host.name].items():
+            expected[unit] = {"files": {f"/etc/systemd/system/{unit}.service": content.apply(
+                lambda c: host_files.sha256(c.rstrip("\n") + "\n"))}, "units": [unit]}
+        return HostState(f"{self._name}-{host.name}-drift", HostStateArgs(
+            name=host.name, host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
+            private_key=host.ssh_private_key, expected=expected),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))
 
     def _etcd_wait(self, host: ControllerHost) -> pulumi.Output[str]:
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in self._infra.hosts])

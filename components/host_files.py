@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import tarfile
 from typing import Mapping
@@ -97,3 +98,14 @@ def fingerprint(files: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
     paths = sorted(files)
     return pulumi.Output.unsecret(pulumi.Output.all(*[files[p] for p in paths]).apply(
         lambda contents: content_hash(*[f"{p}\n{c}" for p, c in zip(paths, contents)])))
+
+
+def sha256(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def digests(files: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
+    """path -> sha256 of each file as it lands on the host; not secret (a digest reveals nothing)."""
+    paths = sorted(files)
+    return pulumi.Output.unsecret(pulumi.Output.all(*[files[p] for p in paths]).apply(
+        lambda contents: {p: sha256(c) for p, c in zip(paths, contents)}))

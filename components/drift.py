@@ -1,0 +1,179 @@
+"""In-host drift detection: a dynamic resource per controller that looks inside the host on refresh.
+
+A remote command's state never looks at the host again, so an edited unit, a deleted cert or a stopped
+service would go unseen. `HostState` records what the bootstrap manages on one host: per group (a step of
+the bootstrap), the sha256 of each file and the units that must be active. On `refresh` its `read` asks the
+host for all of it in one SSH round trip (paramiko) and stores what it saw; `drift` lists every difference
+("kube-apiserver: /etc/systemd/system/kube-apiserver.service changed", "kube-scheduler: kube-scheduler is
+inactive"). Its input `drift` is always empty, so a refreshed drift shows as a diff naming the host's resource
+and each drifted item, and `preview --refresh --expect-no-changes` fails. `pulumi up` then updates it: the
+drifted groups' `repairs` counters go up, and the bootstrap steps that embed their group's counter run again
+and put the host back.
+
+Nothing secret is reachable from the provider object (it is pickled into the state): the SSH key arrives as
+a (secret) input on each call.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+PROBE_TIMEOUT_SECONDS = 20
+
+
+def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
+    """One shell command that prints every managed file's sha256 and every unit's state, as JSON lines."""
+    paths = sorted({path for group in expected.values() for path in group.get("files", {})})
+    units = sorted({unit for group in expected.values() for unit in group.get("units", [])})
+    lines = ["set +e"]
+    for path in paths:
+        q = shlex.quote(path)
+        lines.append(f'h=$(sha256sum {q} 2>/dev/null | cut -c1-64); printf \'{{"file":%s,"sha256":"%s"}}\\n\' '
+                     f'{shlex.quote(json.dumps(path))} "${{h:-missing}}"')
+    for unit in units:
+        lines.append(f's=$(systemctl is-active {shlex.quote(unit)} 2>/dev/null); printf \'{{"unit":%s,"state":"%s"}}\\n\' '
+                     f'{shlex.quote(json.dumps(unit))} "${{s:-unknown}}"')
+    return "\n".join(lines) + "\n"
+
+
+def parse_probe(output: str) -> dict[str, dict[str, str]]:
+    """{"files": {path: sha256|missing}, "units": {unit: state}} from `probe_command`'s output."""
+    observed: dict[str, dict[str, str]] = {"files": {}, "units": {}}
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        item = json.loads(line)
+        if "file" in item:
+            observed["files"][item["file"]] = item["sha256"]
+        elif "unit" in item:
+            observed["units"][item["unit"]] = item["state"]
+    return observed
+
+
+def compare(expected: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """Per group, what differs between what the bootstrap put there and what the host has now."""
+    drift: dict[str, list[str]] = {}
+    for group, want in sorted(expected.items()):
+        found = []
+        for path, digest in sorted(want.get("files", {}).items()):
+            actual = observed.get("files", {}).get(path)
+            if actual is None:
+                continue  # not probed (host unreachable is reported by read, not here)
+            if actual == "missing":
+                found.append(f"{path} is missing")
+            elif actual != digest:
+                found.append(f"{path} changed")
+        for unit in want.get("units", []):
+            state = observed.get("units", {}).get(unit)
+            if state is not None and state != "active":
+                found.append(f"{unit} is {state}")
+        if found:
+            drift[group] = found
+    return drift
+
+
+def drift_lines(drift: Mapping[str, Sequence[str]]) -> list[str]:
+    return [f"{group}: {item}" for group, items in sorted(drift.items()) for item in items]
+
+
+def _pkey(private_key: str):
+    """A paramiko key from any PEM or OpenSSH private key (ECDSA, Ed25519 or RSA)."""
+    import paramiko
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    data = private_key.encode()
+    if b"OPENSSH PRIVATE KEY" in data:
+        key = serialization.load_ssh_private_key(data, password=None)
+    else:
+        key = serialization.load_pem_private_key(data, password=None)
+    openssh = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    kind = {ed25519.Ed25519PrivateKey: paramiko.Ed25519Key, ec.EllipticCurvePrivateKey: paramiko.ECDSAKey,
+            rsa.RSAPrivateKey: paramiko.RSAKey}
+    for base, cls in kind.items():
+        if isinstance(key, base):
+            return cls.from_private_key(io.StringIO(openssh))
+    raise ValueError(f"unsupported SSH key type {type(key).__name__}")
+
+
+def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Run the probe on the host over SSH: one connection, one command, bounded in time."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # hosts are re-created; keys change
+    try:
+        client.connect(props["host"], port=int(props["port"]), username=props["user"],
+                       pkey=_pkey(props["private_key"]), timeout=PROBE_TIMEOUT_SECONDS,
+                       banner_timeout=PROBE_TIMEOUT_SECONDS, auth_timeout=PROBE_TIMEOUT_SECONDS,
+                       allow_agent=False, look_for_keys=False)
+        prefix = "" if props["user"] == "root" else "sudo -n "
+        command = prefix + "bash -c " + shlex.quote(probe_command(props["expected"]))
+        _, stdout, _ = client.exec_command(command, timeout=PROBE_TIMEOUT_SECONDS)
+        return parse_probe(stdout.read().decode())
+    finally:
+        client.close()
+
+
+class HostStateProvider(ResourceProvider):
+    """Records the expected state on create; observes the host on read; repairs by bumping counters."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = {**props, "observed": {}, "drift": [], "repairs": {g: 0 for g in props["expected"]}}
+        return CreateResult(id_=f"{props['host']}:{props['port']}/{props['name']}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            observed = probe_host(props)
+        except Exception as exc:  # noqa: BLE001 - an unreachable host is drift too
+            return ReadResult(id_, {**props, "observed": {}, "drift": [f"host: unreachable ({type(exc).__name__}: {exc})"]})
+        drift = compare(props["expected"], observed)
+        return ReadResult(id_, {**props, "observed": observed, "drift": drift_lines(drift)})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = bool(olds.get("drift")) or any(olds.get(k) != news.get(k) for k in ("expected", "host", "port", "user"))
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        repairs = dict(olds.get("repairs") or {})
+        drifted = compare(olds.get("expected", {}), olds.get("observed", {}))
+        for group in news["expected"]:
+            repairs.setdefault(group, 0)
+            if group in drifted or any(line.startswith("host:") for line in olds.get("drift", [])):
+                repairs[group] += 1
+        return UpdateResult(outs={**news, "observed": {}, "drift": [], "repairs": repairs})
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class HostStateArgs:
+    name: str
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    user: pulumi.Input[str]
+    private_key: pulumi.Input[str]
+    expected: pulumi.Input[Mapping[str, Any]]  # group -> {"files": {path: sha256}, "units": [unit]}
+
+
+class HostState(pulumi.dynamic.Resource):
+    """The managed state of one host, observed on every refresh. `repairs[group]` drives the repairs."""
+
+    repairs: pulumi.Output[dict]
+    drift: pulumi.Output[list]
+
+    def __init__(self, name: str, args: HostStateArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        props = {"name": args.name, "host": args.host, "port": args.port, "user": args.user,
+                 "private_key": pulumi.Output.secret(args.private_key), "expected": args.expected,
+                 "drift": [], "repairs": None, "observed": None}
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
+        super().__init__(HostStateProvider(), name, props, opts)

@@ -1,0 +1,131 @@
+"""In-host drift detection: what is recorded, how drift is found and named, and how it drives repairs."""
+import pytest
+
+from components import drift
+from components.host_files import sha256
+from fake_infra import build
+from harness import FakeCloud, evaluate
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+EXPECTED = {
+    "files": {"files": {"/var/lib/kubernetes/ca.pem": "a" * 64, "/etc/etcd/peer-key.pem": "b" * 64}},
+    "kube-apiserver": {"files": {"/etc/systemd/system/kube-apiserver.service": "c" * 64}, "units": ["kube-apiserver"]},
+    "kube-scheduler": {"files": {"/etc/systemd/system/kube-scheduler.service": "d" * 64}, "units": ["kube-scheduler"]},
+}
+CLEAN = {"files": {"/var/lib/kubernetes/ca.pem": "a" * 64, "/etc/etcd/peer-key.pem": "b" * 64,
+                   "/etc/systemd/system/kube-apiserver.service": "c" * 64,
+                   "/etc/systemd/system/kube-scheduler.service": "d" * 64},
+         "units": {"kube-apiserver": "active", "kube-scheduler": "active"}}
+
+
+def tampered(**changes):
+    observed = {"files": dict(CLEAN["files"]), "units": dict(CLEAN["units"])}
+    for key, value in changes.items():
+        kind, name = key.split(":", 1)
+        observed[kind][name] = value
+    return observed
+
+
+def test_clean_host_has_no_drift():
+    assert drift.compare(EXPECTED, CLEAN) == {}
+
+
+@pytest.mark.parametrize("change,line", [
+    ({"files:/etc/systemd/system/kube-apiserver.service": "e" * 64},
+     "kube-apiserver: /etc/systemd/system/kube-apiserver.service changed"),
+    ({"files:/etc/etcd/peer-key.pem": "missing"}, "files: /etc/etcd/peer-key.pem is missing"),
+    ({"units:kube-scheduler": "inactive"}, "kube-scheduler: kube-scheduler is inactive"),
+])
+def test_each_tamper_is_named(change, line):
+    assert drift.drift_lines(drift.compare(EXPECTED, tampered(**change))) == [line]
+
+
+def test_probe_output_round_trips(tmp_path):
+    import subprocess
+
+    present = tmp_path / "present"
+    present.write_text("x")
+    expected = {"g": {"files": {str(present): sha256("x"), str(tmp_path / "absent"): "0" * 64}}}
+    out = subprocess.run(["bash", "-c", drift.probe_command(expected)], text=True, capture_output=True).stdout
+    observed = drift.parse_probe(out)
+    assert observed["files"][str(present)] == sha256("x")
+    assert observed["files"][str(tmp_path / "absent")] == "missing"
+    assert drift.drift_lines(drift.compare(expected, observed)) == [f"g: {tmp_path / 'absent'} is missing"]
+
+
+def test_provider_reads_diffs_and_repairs_only_the_drifted_group(monkeypatch):
+    provider = drift.HostStateProvider()
+    props = {"name": "controller-1", "host": "198.18.0.11", "port": 22, "user": "root", "private_key": "k",
+             "expected": EXPECTED, "drift": []}
+    created = provider.create(props).outs
+    assert created["repairs"] == {"files": 0, "kube-apiserver": 0, "kube-scheduler": 0}
+
+    monkeypatch.setattr(drift, "probe_host", lambda p: CLEAN)
+    clean = provider.read("id", created).outs
+    assert clean["drift"] == [] and not provider.diff("id", clean, props).changes
+
+    monkeypatch.setattr(drift, "probe_host", lambda p: tampered(**{"units:kube-scheduler": "inactive"}))
+    dirty = provider.read("id", created).outs
+    assert dirty["drift"] == ["kube-scheduler: kube-scheduler is inactive"]
+    assert provider.diff("id", dirty, props).changes
+    repaired = provider.update("id", dirty, props).outs
+    assert repaired["repairs"] == {"files": 0, "kube-apiserver": 0, "kube-scheduler": 1}
+    assert repaired["drift"] == []
+
+
+def test_unreachable_host_is_drift_and_repairs_everything(monkeypatch):
+    provider = drift.HostStateProvider()
+    props = {"name": "c", "host": "198.18.0.11", "port": 22, "user": "root", "private_key": "k",
+             "expected": EXPECTED, "drift": []}
+    created = provider.create(props).outs
+
+    def refuse(_):
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(drift, "probe_host", refuse)
+    read = provider.read("id", created).outs
+    assert read["drift"][0].startswith("host: unreachable")
+    assert set(provider.update("id", read, props).outs["repairs"].values()) == {1}
+
+
+def test_private_key_is_a_secret_and_parses_for_paramiko():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    for key in (ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())):
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        assert drift._pkey(pem).get_bits() > 0
+
+
+def test_every_host_records_its_files_units_and_binaries():
+    graph = evaluate(lambda: build(), {"cloud": "local"})
+    states = graph.of_type(DYNAMIC)
+    assert sorted(s.name for s in states) == [f"kthw-control-plane-controller-{i}-drift" for i in range(3)]
+    state = graph.named("kthw-control-plane-controller-0-drift")
+    expected = state.input("expected")
+    assert set(expected) == {"files", "binaries", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    assert "/var/lib/kubernetes/apiserver-key.pem" in expected["files"]["files"]
+    assert expected["kube-scheduler"]["units"] == ["kube-scheduler"]
+    assert set(expected["binaries"]["files"]) == {f"/usr/local/bin/{b}" for b in
+                                                  ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")}
+    assert state.is_secret("private_key") and "private_key" in state.additional_secret_outputs
+    assert not any("PRIVATE KEY" in str(v) for v in expected["files"]["files"].values())
+
+
+class RepairedScheduler(FakeCloud):
+    """As after a repair of controller-1's stopped scheduler: its drift resource reports one repair."""
+
+    def new_resource(self, args):
+        id_, outputs = super().new_resource(args)
+        if args.name == "kthw-control-plane-controller-1-drift":
+            outputs["repairs"] = {"kube-scheduler": 1}
+        return id_, outputs
+
+
+def test_a_repair_reruns_only_the_drifted_step_on_that_host():
+    base = evaluate(lambda: build(), {"cloud": "local"})
+    repaired = evaluate(lambda: build(), {"cloud": "local"}, mocks=RepairedScheduler())
+    differs = {r.name for r in repaired.of_type("command:remote:Command")
+               if r.input("create") != base.named(r.name).input("create")}
+    assert differs == {"kthw-control-plane-controller-1-kube-scheduler"}
