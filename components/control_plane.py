@@ -151,14 +151,22 @@ class ControlPlane(pulumi.ComponentResource):
                           stdin=host_files.payload(files), logging=command.remote.Logging.NONE)
 
     def _service(self, host: ControllerHost, unit: str, depends_on: Sequence[pulumi.Resource]):
+        """Install and (re)start one unit; the inputs hash covers its unit, its files and the release versions.
+
+        Restarts of a running kube-* service are serialized across nodes by an etcd lock (rolling), while a
+        first start is not, so a fresh install brings every node up in parallel.
+        """
         unit_content = self._units[host.name][unit]
         files = self._groups[host.name].get(unit, {})
+        versions = f"{self._cfg.kubernetes_version} {self._cfg.etcd_version}"
         health = {"etcd": None, "kube-apiserver": APISERVER_READY,
                   "kube-controller-manager": CONTROLLER_MANAGER_HEALTHY, "kube-scheduler": SCHEDULER_HEALTHY}[unit]
-        body = pulumi.Output.all(unit_content, host_files.fingerprint(files)).apply(
+        endpoints = pulumi.Output.all(*[h.private_ip for h in self._infra.hosts]).apply(
+            lambda ips: ",".join(f"https://{ip}:2379" for ip in ips))
+        body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints).apply(
             lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"),
-                             inputs_hash=content_hash(*v), no_block=unit == "etcd", health=health,
-                             health_tries=180))
+                             inputs_hash=content_hash(v[0], v[1], versions), no_block=unit == "etcd",
+                             health=health, health_tries=180, lock_endpoints="" if unit == "etcd" else v[2]))
         delete = script("etcd/remove.sh") if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
         return self._step(host, unit, body, delete, depends_on=depends_on)
 
