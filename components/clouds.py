@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
 from components import releases
 from components.config import ConfigError, StackConfig
@@ -36,16 +37,17 @@ def _require_official_checksums(cfg: StackConfig) -> None:
 def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
     """Validate the cloud's own keys and return how to build its infra (nothing is registered yet)."""
     get = get or pulumi.Config("kthw").get
+    is_secret: Callable[[str], bool] = lambda key: is_config_secret(f"kthw:{key}")  # noqa: E731
     if cfg.cloud == "azure":
         from components.azure import AzureInfra, AzureInfraArgs, load_azure_config
 
-        settings = load_azure_config(get, cfg)
+        settings = load_azure_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
         return Cloud("azure", settings, lambda name: AzureInfra(name, AzureInfraArgs(config=cfg, azure=settings)).outputs)
     if cfg.cloud == "gcp":
         from components.gcp import GcpInfra, GcpInfraArgs, load_gcp_config
 
-        settings = load_gcp_config(get, cfg)
+        settings = load_gcp_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
         return Cloud("gcp", settings, lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
     from components.local import LocalInfra, LocalInfraArgs, load_local_config

@@ -21,6 +21,7 @@ from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.pki import Pki
 from components.render import content_hash, render, script
 
+HEALTHZ_SITE_PATH = "/etc/nginx/sites-available/kubernetes-healthz"  # where scripts/nginx installs the site
 SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem https://127.0.0.1:6443/readyz"
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
@@ -196,6 +197,9 @@ class ControlPlane(pulumi.ComponentResource):
         for unit, content in self._units[host.name].items():
             expected[unit] = {"files": {f"/etc/systemd/system/{unit}.service": content.apply(
                 lambda c: host_files.sha256(c.rstrip("\n") + "\n"))}, "units": [unit]}
+        if self._infra.health_check == HealthCheckStyle.HTTP_HEALTHZ_PROXY:
+            site = host_files.sha256(self._healthz_site().rstrip("\n") + "\n")
+            expected["nginx-healthz"] = {"files": {HEALTHZ_SITE_PATH: site}, "units": ["nginx"]}
         return HostState(f"{self._name}-{host.name}-drift", HostStateArgs(
             name=host.name, host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
             private_key=host.ssh_private_key, expected=expected),
@@ -207,12 +211,14 @@ class ControlPlane(pulumi.ComponentResource):
             "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=150,
             endpoints=",".join(f"https://{ip}:2379" for ip in v[1:]), members_hash=content_hash(*v[1:])))
 
+    def _healthz_site(self) -> str:
+        return render("nginx/kubernetes-healthz.conf.j2", cluster_domain=self._cfg.cluster_domain,
+                      listen_port=80, upstream_port=self._infra.api_port, ca_path="/var/lib/kubernetes/ca.pem")
+
     def _healthz_proxy(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]):
-        site = render("nginx/kubernetes-healthz.conf.j2", cluster_domain=self._cfg.cluster_domain,
-                      listen_port=80, upstream_port=self._infra.api_port,
-                      ca_path="/var/lib/kubernetes/ca.pem")
-        body = render("nginx/install.sh.j2", site=site)
-        return self._step(host, "nginx-healthz", body, script("nginx/remove.sh"), depends_on=depends_on)
+        site = self._healthz_site()
+        body = render("nginx/install.sh.j2", site=site, probe_host=f"kubernetes.default.svc.{self._cfg.cluster_domain}")
+        return self._step(host, "nginx-healthz", body, render("nginx/remove.sh.j2"), depends_on=depends_on)
 
     def _rbac(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> command.remote.Command:
         manifest = script("rbac/rbac.yaml")

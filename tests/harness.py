@@ -141,7 +141,7 @@ class FakeCloud(pulumi_mocks.Mocks):
     def cloud_outputs(self, args: pulumi_mocks.MockResourceArgs) -> dict:
         """Computed outputs of cloud resources (public IP addresses and the like)."""
         if args.typ == "azure-native:network:PublicIPAddress":
-            return {"ip_address": "20.0.113.10"}
+            return {"ip_address": fake_public_ip(args.name)}
         if args.typ == "azure-native:compute:VirtualMachine":
             return {"vm_id": f"{args.name}-vmid"}  # a GUID on Azure, new whenever the VM is re-created
         if args.typ == "gcp:compute/address:Address":
@@ -196,7 +196,7 @@ def evaluate(program: Callable[[], Any], config: dict[str, Any], stack: str = "t
     """
     mocks = mocks or FakeCloud()
     monitor = RecordingMonitor(mocks)
-    settings.SETTINGS.root_resource = None  # a fresh Stack for every evaluation
+    settings.ROOT.set(None)  # a fresh Stack (with this stack's URN) for every evaluation
     pulumi.runtime.set_all_config({_key(k): _value(v) for k, v in config.items()})
     pulumi_mocks.set_mocks(mocks, project="kthw", stack=stack, preview=preview, monitor=monitor)
     settings.SETTINGS.rpc_manager.clear()
@@ -229,6 +229,14 @@ def run_program(config: dict[str, Any], stack: str = "test", preview: bool = Fal
     """Evaluate the project's real `__main__.py` under mocks."""
     return evaluate(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
                     config, stack=stack, preview=preview, expect_error=expect_error)
+
+
+def fake_public_ip(name: str) -> str:
+    """A stable, distinct public address per resource name (20.x.y.10), for clouds that allocate them."""
+    import hashlib
+
+    high, low = hashlib.sha256(name.encode()).digest()[:2]
+    return f"20.{high}.{low}.10"
 
 
 def _gcp_nat_ips(inputs: dict) -> list:

@@ -129,3 +129,12 @@ def test_a_repair_reruns_only_the_drifted_step_on_that_host():
     differs = {r.name for r in repaired.of_type("command:remote:Command")
                if r.input("create") != base.named(r.name).input("create")}
     assert differs == {"kthw-control-plane-controller-1-kube-scheduler"}
+
+
+def test_the_healthz_proxy_is_watched_where_the_lb_uses_it():
+    from components.infra import HealthCheckStyle
+
+    graph = evaluate(lambda: build(health=HealthCheckStyle.HTTP_HEALTHZ_PROXY), {"cloud": "local"})
+    expected = graph.named("kthw-control-plane-controller-2-drift").input("expected")
+    assert expected["nginx-healthz"]["units"] == ["nginx"]
+    assert list(expected["nginx-healthz"]["files"]) == ["/etc/nginx/sites-available/kubernetes-healthz"]

@@ -37,8 +37,8 @@ class GcpInfra(pulumi.ComponentResource):
                              target_tag=CONTROLLER_TAG, api_port=API_PORT, parent=self)
         address = create_address(name, project=project, region=region, parent=self)
         key = vms.ssh_key(name, gcp_config, parent=self)
-        instances = vms.create_instances(name, names=config.controller_names, ips=controller_ips(config),
-                                         gcp_config=gcp_config, subnet=net.subnet,
+        names, ips = config.controller_names, controller_ips(config.node_cidr, config.controller_count)
+        instances = vms.create_instances(name, names=names, ips=ips, gcp_config=gcp_config, subnet=net.subnet,
                                          target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
                                          parent=self)
         lb = create_load_balancer(name, project=project, region=region, address=address, instances=instances,
@@ -46,15 +46,15 @@ class GcpInfra(pulumi.ComponentResource):
 
         hosts = [
             ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
-                           ssh_user=gcp_config.ssh_user, ssh_private_key=key.private,
+                           ssh_user=gcp_config.admin_username, ssh_private_key=key.private,
                            instance_id=instance.instance_id)
-            for host, ip, instance in zip(config.controller_names, controller_ips(config), instances)
+            for host, ip, instance in zip(names, ips, instances)
         ]
         self.outputs = InfraOutputs(
             hosts=hosts,
             public_address=address.address,
             health_check=HealthCheckStyle.HTTP_HEALTHZ_PROXY,
-            releases=official_release_source(),
+            releases=official_release_source(config),
             api_port=API_PORT,
             ready=[*instances, *net.firewalls, lb.forwarding_rule],
             node_subnet=config.node_cidr,

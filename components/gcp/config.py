@@ -5,14 +5,13 @@ program agree on them; everything else is in the `kthw:` namespace.
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import pulumi
 
-from components.config import ConfigError, StackConfig
+from components.config import ConfigError, StackConfig, _Reader
 from components.infra import HealthCheckStyle
 
 Getter = Callable[[str], Optional[str]]
@@ -20,7 +19,7 @@ Getter = Callable[[str], Optional[str]]
 DEFAULT_MACHINE_TYPE = "e2-standard-2"
 DEFAULT_IMAGE = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"  # project/family: the current Ubuntu LTS image
 DEFAULT_DISK_GB = 50
-DEFAULT_SSH_USER = "kthw"
+DEFAULT_ADMIN_USERNAME = "kthw"  # the sudo user the bootstrap logs in as
 
 _PROJECT = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # optional domain: prefix
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4, northamerica-northeast2
@@ -40,104 +39,101 @@ class GcpConfig:
     machine_type: str = DEFAULT_MACHINE_TYPE
     image: str = DEFAULT_IMAGE
     disk_size_gb: int = DEFAULT_DISK_GB
-    ssh_user: str = DEFAULT_SSH_USER
+    admin_username: str = DEFAULT_ADMIN_USERNAME
     ssh_public_key: Optional[str] = None  # both set, or neither (then an ED25519 pair is generated)
-    ssh_private_key: Optional[str] = None
+    ssh_private_key: Optional[str] = field(default=None, repr=False)  # wrapped as a secret where used
 
     def zone_of(self, index: int) -> str:
         return self.zones[index % len(self.zones)]
 
 
-def _list(value: Optional[str]) -> Optional[list[str]]:
-    if value is None or value.strip() == "":
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = value.split(",")
-    if isinstance(parsed, str):
-        parsed = [parsed]
-    if not isinstance(parsed, list) or not all(isinstance(p, str) for p in parsed):
-        return []
-    return [p.strip() for p in parsed if p.strip()]
-
-
-def _str(get: Getter, key: str) -> Optional[str]:
-    value = get(key)
-    return value.strip() if value is not None and value.strip() else None
-
-
-def load_gcp_config(get: Getter, config: StackConfig, provider_get: Optional[Getter] = None) -> GcpConfig:
-    """Read `kthw:` keys through `get` and `gcp:` keys through `provider_get`; raise ConfigError.
-
-    `provider_get` defaults to `pulumi.Config("gcp").get`, the provider's own project/region/zone.
-    """
-    provider_get = provider_get or pulumi.Config("gcp").get
-    problems: list[str] = []
-
-    project = _str(provider_get, "project")
+def _provider_keys(get: Getter, problems: list[str]) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """The gcp provider's project, region and zone, each checked for its shape."""
+    project, region, zone = ((get(k) or "").strip() or None for k in ("project", "region", "zone"))
     if project is None:
-        problems.append("gcp:project is required: the project ID to create the cluster in "
+        problems.append("gcp:project is required: the ID of the project to create the cluster in "
                         "(pulumi config set gcp:project my-project)")
     elif not _PROJECT.match(project):
-        problems.append(f"gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens), got {project!r}")
-
-    region = _str(provider_get, "region")
+        problems.append("gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens), "
+                        f"got {project!r}")
     if region is None:
         problems.append("gcp:region is required, e.g. us-central1 (pulumi config set gcp:region us-central1)")
     elif not _REGION.match(region):
         problems.append(f"gcp:region must be a region such as us-central1, got {region!r}")
         region = None
+    return project, region, zone
 
-    zones = _list(get("zones"))
-    zone_key = "kthw:zones"
-    if zones is None:
-        provider_zone = _str(provider_get, "zone")
-        zones, zone_key = ([provider_zone], "gcp:zone") if provider_zone else ([], zone_key)
+
+def _zones(r: _Reader, region: Optional[str], provider_zone: Optional[str]) -> tuple[str, ...]:
+    """kthw:zones, or the single gcp:zone; each must be a zone of the region."""
+    zones, key = r.list("zones"), "kthw:zones"
+    if not zones and provider_zone:
+        zones, key = (provider_zone,), "gcp:zone"
     if not zones:
-        problems.append("kthw:zones is required (or gcp:zone for a single zone): the zones to spread "
-                        "controllers across, e.g. [us-central1-a, us-central1-b, us-central1-c] "
-                        "(gcloud compute zones list --filter=region:REGION)")
+        r.fail("zones", "is required (or gcp:zone for a single zone): the zones to spread the controllers "
+               "across, e.g. [us-central1-a, us-central1-b, us-central1-c] "
+               "(gcloud compute zones list --filter=region:REGION)")
     elif region is not None:
         bad = [z for z in zones if not re.fullmatch(re.escape(region) + r"-[a-z]", z)]
         if bad:
-            problems.append(f"{zone_key} must be zones of region {region} such as {region}-a, got {bad}")
+            r.problems.append(f"{key} must be zones of region {region} such as {region}-a, got {bad}")
     if len(set(zones)) != len(zones):
-        problems.append(f"{zone_key} lists a zone twice: {zones}")
+        r.problems.append(f"{key} must not repeat a zone, got {list(zones)}")
+    return zones
 
-    machine_type = _str(get, "machineType") or DEFAULT_MACHINE_TYPE
-    if not _MACHINE_TYPE.match(machine_type):
-        problems.append(f"kthw:machineType must be a machine type such as {DEFAULT_MACHINE_TYPE}, got {machine_type!r}")
 
-    image = _str(get, "image") or DEFAULT_IMAGE
-    if not _IMAGE.match(image):
-        problems.append(f"kthw:image must be an image or family such as {DEFAULT_IMAGE}, got {image!r}")
-
-    disk = _str(get, "diskSizeGb") or str(DEFAULT_DISK_GB)
-    disk_size = int(disk) if disk.isdigit() else 0
-    if not 10 <= disk_size <= 65536:
-        problems.append(f"kthw:diskSizeGb must be a whole number of GB from 10 to 65536, got {disk!r}")
-
-    ssh_user = _str(get, "sshUser") or DEFAULT_SSH_USER
-    if not _USER.match(ssh_user) or ssh_user == "root":
-        problems.append(f"kthw:sshUser must be a Linux user name other than root, such as kthw, got {ssh_user!r}")
-
-    public_key, private_key = _str(get, "sshPublicKey"), _str(get, "sshPrivateKey")
+def _ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]]) -> tuple[Optional[str], Optional[str]]:
+    public_key, private_key = r.str("sshPublicKey"), r.str("sshPrivateKey")
     if (public_key is None) != (private_key is None):
-        problems.append("kthw:sshPublicKey and kthw:sshPrivateKey must be set together (the private key with "
-                        "--secret), or neither to have an ED25519 pair generated")
-    elif public_key is not None and not _SSH_PUBLIC.match(public_key):
-        problems.append("kthw:sshPublicKey must be one OpenSSH public key line (ssh-ed25519 AAAA...)")
-    elif private_key is not None and "PRIVATE KEY-----" not in private_key:
-        problems.append("kthw:sshPrivateKey must be a PEM or OpenSSH private key")
+        r.fail("sshPublicKey" if public_key is None else "sshPrivateKey",
+               "must be set together with the other half of the pair, or leave both unset to have an "
+               "ED25519 pair generated")
+    elif public_key is not None and private_key is not None:
+        if not _SSH_PUBLIC.match(public_key):
+            r.fail("sshPublicKey", "must be one OpenSSH public key line (ssh-ed25519 AAAA...), "
+                   f"got {public_key[:40]!r}")
+        if "PRIVATE KEY-----" not in private_key:
+            r.fail("sshPrivateKey", "must be an unencrypted PEM or OpenSSH private key "
+                   "(pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519)")
+        elif is_secret is not None and not is_secret("sshPrivateKey"):
+            r.fail("sshPrivateKey", "must be stored as a secret: "
+                   "pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519")
+    return public_key, private_key
+
+
+def load_gcp_config(get: Getter, config: StackConfig, provider_get: Optional[Getter] = None,
+                    is_secret: Optional[Callable[[str], bool]] = None) -> GcpConfig:
+    """Read `kthw:` keys through `get` and `gcp:` keys through `provider_get`; raise ConfigError.
+
+    `provider_get` defaults to `pulumi.Config("gcp").get` (the provider reads the same project and region).
+    `is_secret(key)` (e.g. `is_config_secret("kthw:" + key)`) lets a plain-text private key be refused.
+    """
+    r = _Reader(get)
+    project, region, provider_zone = _provider_keys(provider_get or pulumi.Config("gcp").get, r.problems)
+    zones = _zones(r, region, provider_zone)
+
+    machine_type = r.str("machineType", DEFAULT_MACHINE_TYPE)
+    if not _MACHINE_TYPE.match(machine_type):
+        r.fail("machineType", f"must be a machine type such as {DEFAULT_MACHINE_TYPE}, got {machine_type!r}")
+    image = r.str("image", DEFAULT_IMAGE)
+    if not _IMAGE.match(image):
+        r.fail("image", f"must be an image or image family such as {DEFAULT_IMAGE}, got {image!r}")
+    disk_size = r.int("diskSizeGb", DEFAULT_DISK_GB)
+    if not 10 <= disk_size <= 65536:
+        r.fail("diskSizeGb", f"must be a whole number of GB from 10 to 65536, got {disk_size}")
+    username = r.str("adminUsername", DEFAULT_ADMIN_USERNAME)
+    if not _USER.match(username) or username == "root":
+        r.fail("adminUsername", f"must be a Linux user name other than root, such as {DEFAULT_ADMIN_USERNAME}, "
+               f"got {username!r}")
+    public_key, private_key = _ssh_key_pair(r, is_secret)
 
     if config.health_check not in (None, HealthCheckStyle.HTTP_HEALTHZ_PROXY.value):
-        problems.append(f"kthw:healthCheck must be {HealthCheckStyle.HTTP_HEALTHZ_PROXY.value} on gcp "
-                        f"(a target pool takes only a legacy HTTP health check), got {config.health_check!r}")
+        r.fail("healthCheck", f"must be {HealthCheckStyle.HTTP_HEALTHZ_PROXY.value} on gcp (a target pool "
+               f"takes only a legacy HTTP health check), got {config.health_check!r}")
 
-    if problems:
-        raise ConfigError(problems)
+    if r.problems:
+        raise ConfigError(r.problems)
     assert project is not None and region is not None
-    return GcpConfig(project=project, region=region, zones=tuple(zones), machine_type=machine_type,
-                     image=image, disk_size_gb=disk_size, ssh_user=ssh_user,
+    return GcpConfig(project=project, region=region, zones=zones, machine_type=machine_type, image=image,
+                     disk_size_gb=disk_size, admin_username=username,
                      ssh_public_key=public_key, ssh_private_key=private_key)

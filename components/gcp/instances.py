@@ -37,7 +37,7 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
     # Only this key logs in: OS Login off (it would ignore metadata keys; an org policy that enforces
     # OS Login overrides this, see README) and project-wide keys blocked.
     metadata = key.public_openssh.apply(lambda pub: {
-        "ssh-keys": f"{gcp_config.ssh_user}:{pub.strip()} {gcp_config.ssh_user}",
+        "ssh-keys": f"{gcp_config.admin_username}:{pub.strip()} {gcp_config.admin_username}",
         "enable-oslogin": "FALSE",
         "block-project-ssh-keys": "TRUE",
     })
@@ -59,7 +59,6 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
             tags=[target_tag],
             metadata=metadata,
             labels={"kthw-role": "controller"},
-            allow_stopping_for_update=True,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
         ))
     return instances
