@@ -23,6 +23,6 @@ control_plane = ControlPlane("kthw-control-plane", ControlPlaneArgs(config=cfg, 
 pulumi.export("apiServerUrl", control_plane.api_server_url)
 pulumi.export("publicAddress", infra.public_address)
 pulumi.export("healthCheck", infra.health_check.value)
-pulumi.export("controllers", [{"name": h.name, "privateIp": h.private_ip} for h in infra.hosts])
+pulumi.export("controllers", [{"name": h.name, "privateIp": h.private_ip, "sshHost": h.ssh_host} for h in infra.hosts])
 pulumi.export("kubeconfig", pki.kubeconfigs["admin"])
 pulumi.export("certificateExpiry", {name: pair.expires for name, pair in {**pki.cas, **pki.certs}.items()})

@@ -9,7 +9,7 @@ import pulumi_azure_native.resources as resources
 
 from components.azure.boot import wait_for_boot
 from components.azure.config import AzureConfig
-from components.azure.loadbalancer import create_load_balancer, ssh_port
+from components.azure.loadbalancer import create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
 from components.azure.vms import create_controllers, ssh_key
@@ -39,26 +39,27 @@ class AzureInfra(pulumi.ComponentResource):
                     location=azure.location, tags=tags)
 
         net = create_network(site, config)
-        lb = create_load_balancer(site, config, azure)
+        lb = create_load_balancer(site, azure)
         key = ssh_key(site, azure)
         controllers = create_controllers(site, config, azure, net.subnet.id, lb, key.public_key)
 
-        hosts = [ControllerHost(name=c.name, private_ip=c.private_ip, ssh_host=lb.public_ip.ip_address,
-                                ssh_port=ssh_port(i), ssh_user=azure.admin_username, ssh_private_key=key.private_key,
-                                instance_id=c.vm.vm_id)
-                 for i, c in enumerate(controllers)]
-        booted = [wait_for_boot(site, host, after=[lb.lb, c.vm])
-                  for host, c in zip(hosts, controllers)]
+        hosts = [ControllerHost(name=c.name, private_ip=c.private_ip, ssh_host=c.public_ip.ip_address, ssh_port=22,
+                                ssh_user=azure.admin_username, ssh_private_key=key.private_key, instance_id=c.vm.vm_id)
+                 for c in controllers]
+        # Each VM depends on its NIC, subnet and NAT gateway; the wait adds sshd and cloud-init being done.
+        booted = [wait_for_boot(site, host, after=[c.vm]) for host, c in zip(hosts, controllers)]
 
         self.outputs = InfraOutputs(
             hosts=hosts,
             public_address=lb.public_ip.ip_address,
             health_check=azure.health_check,
             releases=official_release_source(config),
-            ready=[lb.lb, *(c.vm for c in controllers), *booted],
+            ready=[lb.lb, net.nat_gateway, *(c.vm for c in controllers), *booted],
             node_subnet=config.node_cidr,
         )
         self.register_outputs({
             "publicAddress": lb.public_ip.ip_address,
-            "controllers": [{"name": c.name, "privateIp": c.private_ip, "zone": c.zone} for c in controllers],
+            "egressAddress": net.egress_ip.ip_address,
+            "controllers": [{"name": c.name, "privateIp": c.private_ip, "sshAddress": c.public_ip.ip_address,
+                             "zone": c.zone} for c in controllers],
         })

@@ -1,16 +1,19 @@
 """The Azure stack's own `kthw:` keys, read and validated before any resource is registered."""
 from __future__ import annotations
 
-import base64
 import ipaddress
+import json
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import pulumi
+from pulumi.runtime.config import is_config_secret
+
+from components.azure import regions
+from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader
 from components.infra import HealthCheckStyle
-from components.azure import regions
 
 DEFAULT_LOCATION = "eastus2"
 DEFAULT_VM_SIZE = "Standard_D2s_v5"
@@ -25,7 +28,7 @@ _RESERVED_USERNAMES = frozenset({
     "root", "admin", "administrator", "adm", "user", "guest", "test", "sys", "support", "backup",
     "console", "owner", "server", "sql", "aspnet", "actuser", "admin1", "admin2", "user1", "test1",
 })
-_SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
+SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")  # Azure refuses ECDSA keys; RSA must have >= 2048 bits
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def load_azure_config(get: Callable[[str], Optional[str]], config: StackConfig,
     """
     r = _Reader(get)
     location = _location(r)
-    zones = _zones(r, location)
+    zones = _zones(r, location, get("zones"))
 
     vm_size = r.str("vmSize", DEFAULT_VM_SIZE)
     if not _VM_SIZE.match(vm_size):
@@ -74,7 +77,7 @@ def load_azure_config(get: Callable[[str], Optional[str]], config: StackConfig,
         r.fail("adminUsername", "must be a Linux user name (lower case, 1-32 characters) that Azure allows "
                f"(not root, admin, ...), such as {DEFAULT_ADMIN_USERNAME}, got {username!r}")
 
-    public_key, private_key = _ssh_key_pair(r, is_secret)
+    public_key, private_key = read_ssh_key_pair(r, is_secret, SSH_KEY_TYPES)
     health = _health_check(r, config)
 
     if not config.admin_cidrs:
@@ -97,19 +100,21 @@ def _location(r: _Reader) -> str:
     return location
 
 
-def _zones(r: _Reader, location: str) -> tuple[str, ...]:
+def _zones(r: _Reader, location: str, raw: Optional[str]) -> tuple[str, ...]:
+    """kthw:zones as a list (`["1", "2"]`, `[1, 2]` from `config set --path`, or `1,2`), checked against the region."""
     available = regions.zones_of(location)
-    wanted = r.list("zones")
-    if not wanted:
-        return available
-    if location in regions.REGIONS and not available:
+    try:
+        parsed = json.loads(raw) if raw else []
+    except ValueError:
+        parsed = raw.split(",")  # type: ignore[union-attr]
+    items = parsed if isinstance(parsed, list) else [parsed]
+    wanted = tuple(str(z).strip() for z in items if str(z).strip())
+    if not wanted or location not in regions.REGIONS:  # an unknown location is already reported
+        return wanted or available
+    if not available:
         r.fail("zones", f"must be unset: region {location} has no availability zones, got {list(wanted)}")
-        return ()
-    bad = [z for z in wanted if z not in regions.ZONES]
-    if bad:
-        r.fail("zones", f"must be a list drawn from {list(regions.ZONES)}, got {list(wanted)}")
-    if len(set(wanted)) != len(wanted):
-        r.fail("zones", f"must not repeat a zone, got {list(wanted)}")
+    elif any(z not in available for z in wanted) or len(set(wanted)) != len(wanted):
+        r.fail("zones", f"must be distinct zones of {location}, drawn from {list(available)}, got {list(wanted)}")
     return tuple(wanted)
 
 
@@ -121,56 +126,6 @@ def _image(r: _Reader) -> ImageRef:
                f"got {urn!r}")
         return ImageRef(*DEFAULT_IMAGE.split(":"))
     return ImageRef(*parts)
-
-
-def _ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]]) -> tuple[Optional[str], Optional[str]]:
-    public_key = r.str("sshPublicKey")
-    private_key = r.str("sshPrivateKey")
-    if (public_key is None) != (private_key is None):
-        r.fail("sshPublicKey" if public_key is None else "sshPrivateKey",
-               "must be set together with kthw:sshPrivateKey / kthw:sshPublicKey (the bootstrap needs both), "
-               "or leave both unset to generate a key pair")
-        return None, None
-    if public_key is None:
-        return None, None
-    problem = _public_key_problem(public_key)
-    if problem:
-        r.fail("sshPublicKey", problem)
-    if "PRIVATE KEY-----" not in private_key:
-        r.fail("sshPrivateKey", "must be an unencrypted private key in PEM or OpenSSH format "
-               "(pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519)")
-    elif is_secret is not None and not is_secret("sshPrivateKey"):
-        r.fail("sshPrivateKey", "must be stored as a secret: pulumi config set --secret kthw:sshPrivateKey ...")
-    return public_key, private_key
-
-
-def _public_key_problem(key: str) -> Optional[str]:
-    """Why Azure would refuse this OpenSSH public key (it takes RSA >= 2048 bits and ED25519), or None."""
-    fields = key.split()
-    if len(fields) < 2 or fields[0] not in _SSH_KEY_TYPES:
-        return f"must be an OpenSSH public key starting with {' or '.join(_SSH_KEY_TYPES)}, got {key[:40]!r}"
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-        parts = _ssh_fields(blob)
-    except (ValueError, struct.error):
-        return "holds a key whose base64 body does not decode"
-    if parts[0] != fields[0].encode():
-        return f"says {fields[0]} but its body is a {parts[0].decode(errors='replace')} key"
-    if fields[0] == "ssh-rsa" and (len(parts) < 3 or len(parts[2].lstrip(b"\0")) * 8 < 2048):
-        return "must be an RSA key of at least 2048 bits (Azure's minimum) or an ED25519 key"
-    return None
-
-
-def _ssh_fields(blob: bytes) -> list[bytes]:
-    """Split an SSH wire-format key blob into its length-prefixed fields."""
-    out, i = [], 0
-    while i < len(blob):
-        (n,) = struct.unpack(">I", blob[i:i + 4])
-        if i + 4 + n > len(blob):
-            raise ValueError("truncated")
-        out.append(blob[i + 4:i + 4 + n])
-        i += 4 + n
-    return out
 
 
 def _health_check(r: _Reader, config: StackConfig) -> HealthCheckStyle:
@@ -186,7 +141,4 @@ def _health_check(r: _Reader, config: StackConfig) -> HealthCheckStyle:
 
 def load(config: StackConfig) -> AzureConfig:
     """Read and validate the current stack's Azure keys (a private key must be a config secret)."""
-    import pulumi
-    from pulumi.runtime.config import is_config_secret
-
     return load_azure_config(pulumi.Config("kthw").get, config, lambda key: is_config_secret(f"kthw:{key}"))

@@ -1,4 +1,4 @@
-"""The virtual network, the controllers' subnet and its network security group."""
+"""The virtual network, the controllers' subnet, its network security group and its NAT gateway."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import pulumi_azure_native.network as network
 
+from components.azure.publicip import static_public_ip
 from components.azure.site import Site
 from components.config import StackConfig
 from components.infra import API_PORT
@@ -30,7 +31,7 @@ def inbound_rules(config: StackConfig) -> list[Rule]:
     admins = list(config.admin_cidrs)
     return [
         Rule("allow-ssh-from-admins", 100, "Tcp", admins, 22,
-             "SSH for the bootstrap, reached through the LB's inbound NAT rules"),
+             "SSH for the bootstrap, to each controller's own public IP"),
         Rule("allow-apiserver-from-admins", 110, "Tcp", admins, API_PORT,
              "kubectl and clients through the load balancer"),
         Rule("allow-lb-probe", 120, "Tcp", ["AzureLoadBalancer"], API_PORT,
@@ -55,10 +56,21 @@ class Network:
     vnet: network.VirtualNetwork
     subnet: network.Subnet
     nsg: network.NetworkSecurityGroup
+    nat_gateway: network.NatGateway
+    egress_ip: network.PublicIPAddress
 
 
 def create_network(site: Site, config: StackConfig) -> Network:
-    """VNet with one subnet (config.node_cidr), guarded by the NSG, without default outbound access."""
+    """VNet with one subnet (config.node_cidr), guarded by the NSG, whose only way out is the NAT gateway."""
+    # A NAT gateway takes precedence over the controllers' own public IPs for outbound traffic:
+    # one stable egress address. Like its IP it has no zone (Azure picks one).
+    egress_ip = static_public_ip(site, "nat-ip", ())
+    nat_gateway = network.NatGateway(
+        site.name("nat"), **site.common(),
+        sku=network.NatGatewaySkuArgs(name="Standard"),
+        public_ip_addresses=[network.SubResourceArgs(id=egress_ip.id)],
+        idle_timeout_in_minutes=4,
+        opts=site.opts())
     nsg = network.NetworkSecurityGroup(
         site.name("nsg"), **site.common(),
         security_rules=[_security_rule(rule, config.node_cidr) for rule in inbound_rules(config)],
@@ -74,7 +86,7 @@ def create_network(site: Site, config: StackConfig) -> Network:
         subnet_name=SUBNET_NAME,
         address_prefix=config.node_cidr,
         network_security_group=network.NetworkSecurityGroupArgs(id=nsg.id),
-        # Default outbound access is going away; the controllers leave through the LB's outbound rule.
-        default_outbound_access=False,
+        nat_gateway=network.SubResourceArgs(id=nat_gateway.id),
+        default_outbound_access=False,  # implicit outbound is going away; the NAT gateway is explicit
         opts=site.opts())
-    return Network(vnet=vnet, subnet=subnet, nsg=nsg)
+    return Network(vnet=vnet, subnet=subnet, nsg=nsg, nat_gateway=nat_gateway, egress_ip=egress_ip)

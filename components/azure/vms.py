@@ -1,4 +1,5 @@
-"""The controllers: the SSH key, one NIC at a static private IP and one Ubuntu VM each, spread over zones."""
+"""The controllers: the SSH key; per controller a public IP for SSH, a NIC at a static private IP in the
+LB's backend pool, and an Ubuntu VM, spread over the zones."""
 from __future__ import annotations
 
 import base64
@@ -8,32 +9,24 @@ from typing import Optional
 import pulumi
 import pulumi_azure_native.compute as compute
 import pulumi_azure_native.network as network
-import pulumi_tls as tls
 
 from components.azure.config import AzureConfig
 from components.azure.loadbalancer import LoadBalancer
+from components.azure.publicip import static_public_ip
 from components.azure.site import Site
-from components.cloud_common import controller_ips
+from components.cloud_common import SshKey, controller_ips
+from components.cloud_common import ssh_key as shared_ssh_key
 from components.config import StackConfig
 from components.render import script
-
-
-@dataclass
-class SshKey:
-    public_key: pulumi.Input[str]
-    private_key: pulumi.Output[str]  # a secret
 
 
 def ssh_key(site: Site, azure: AzureConfig) -> SshKey:
     """The user's key pair if configured, else an RSA 4096 key from pulumi-tls.
 
-    RSA because every Azure cloud takes it; ED25519 is accepted by the public cloud now, and a user's
-    ED25519 pair works through kthw:sshPublicKey / kthw:sshPrivateKey.
+    RSA because every Azure cloud takes it (ED25519 is newer there); a user's ED25519 pair works through
+    kthw:sshPublicKey / kthw:sshPrivateKey.
     """
-    if azure.ssh_public_key is not None and azure.ssh_private_key is not None:
-        return SshKey(azure.ssh_public_key, pulumi.Output.secret(azure.ssh_private_key))
-    key = tls.PrivateKey(site.name("ssh-key"), algorithm="RSA", rsa_bits=4096, opts=site.opts())
-    return SshKey(key.public_key_openssh, pulumi.Output.secret(key.private_key_openssh))
+    return shared_ssh_key(site.prefix, azure.ssh_public_key, azure.ssh_private_key, site.parent, algorithm="RSA")
 
 
 @dataclass
@@ -41,25 +34,27 @@ class Controller:
     name: str
     private_ip: str
     zone: Optional[str]
+    public_ip: network.PublicIPAddress  # SSH for the bootstrap (inbound only: egress is the NAT gateway)
     nic: network.NetworkInterface
     vm: compute.VirtualMachine
 
 
 def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subnet_id: pulumi.Input[str],
                        lb: LoadBalancer, public_key: pulumi.Input[str]) -> list[Controller]:
-    """One NIC (in the LB's backend pool and SSH NAT rule) and one VM per controller, round-robin over zones."""
+    """One public IP, NIC and VM per controller, round-robin over the zones (the IP in its VM's zone)."""
     custom_data = base64.b64encode(script("azure/cloud-init.yaml").encode()).decode()
     ips = controller_ips(config.node_cidr, config.controller_count)
     controllers = []
     for i, (name, ip) in enumerate(zip(config.controller_names, ips)):
         zone = azure.zones[i % len(azure.zones)] if azure.zones else None
+        public_ip = static_public_ip(site, f"{name}-ip", [zone] if zone else [])
         nic = network.NetworkInterface(
             site.name(f"{name}-nic"), **site.common(),
             ip_configurations=[network.NetworkInterfaceIPConfigurationArgs(
                 name="primary", primary=True, subnet=network.SubnetArgs(id=subnet_id),
                 private_ip_allocation_method="Static", private_ip_address=ip,
+                public_ip_address=network.PublicIPAddressArgs(id=public_ip.id),
                 load_balancer_backend_address_pools=[network.BackendAddressPoolArgs(id=lb.backend_pool_id)],
-                load_balancer_inbound_nat_rules=[network.InboundNatRuleArgs(id=lb.nat_rule_ids[i])],
             )],
             opts=site.opts())
         vm = compute.VirtualMachine(
@@ -94,5 +89,5 @@ def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subn
             diagnostics_profile=compute.DiagnosticsProfileArgs(
                 boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # managed storage: serial log
             opts=site.opts())
-        controllers.append(Controller(name=name, private_ip=ip, zone=zone, nic=nic, vm=vm))
+        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, nic=nic, vm=vm))
     return controllers
