@@ -50,7 +50,7 @@ def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
         settings = load_gcp_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
         return Cloud("gcp", settings, lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
-    from components.local import LocalInfra, LocalInfraArgs, load_local_config
+    from components.local import LocalInfra, LocalInfraArgs
 
-    settings = load_local_config(get, cfg)
-    return Cloud("local", settings, lambda name: LocalInfra(name, LocalInfraArgs(config=cfg, local=settings)).outputs)
+    args = LocalInfraArgs(config=cfg)
+    return Cloud("local", args, lambda name: LocalInfra(name, args).outputs)

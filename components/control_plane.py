@@ -44,7 +44,7 @@ def as_root(body: str, step: str) -> str:
     if "\nKTHW_SCRIPT\n" in f"\n{body}\n":
         raise ValueError("a host script must not contain the line KTHW_SCRIPT")
     return ('S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"\n'
-            f'$S bash -euo pipefail -c "$(cat <<\'KTHW_SCRIPT\'\n{body.rstrip()}\nKTHW_SCRIPT\n)" kthw-{step}\n')
+            f'$S bash -c "$(cat <<\'KTHW_SCRIPT\'\n{body.rstrip()}\nKTHW_SCRIPT\n)" kthw-{step}\n')
 
 
 def _after_shebang(body: str, line: str) -> str:
@@ -106,7 +106,7 @@ class ControlPlane(pulumi.ComponentResource):
         Its header names the host's instance and how often drift in this step's group was repaired: either
         changing makes the step run again.
         """
-        repairs = self._repairs[host.name].apply(lambda r: (r or {}).get(step, 0))
+        repairs = self._repairs[host.name].apply(lambda r: int((r or {}).get(step, 0)))
         header = pulumi.Output.format("# kthw {0} on {1} (instance {2}, repair {3})\n", step, host.name,
                                       host.instance_id or "-", repairs)
         run = pulumi.Output.all(header, body).apply(lambda v: as_root(_after_shebang(v[1], v[0]), step))

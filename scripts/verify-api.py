@@ -4,6 +4,7 @@ Usage: python3 verify-api.py URL EXPECTED_VERSION [TRIES]. Retries a bounded num
 """
 import json
 import ssl
+import urllib.error
 import sys
 import time
 import urllib.request
@@ -22,6 +23,11 @@ def main() -> int:
                 print(f"{url}/version answers {version} (attempt {attempt})")
                 return 0
             error = f"answers {version}, expected {expected}"
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # an answer that waiting will not change
+                print(f"{url}/version refused: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+                return 1
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - report whatever stopped the request
             error = str(exc)
         time.sleep(2)

@@ -91,7 +91,7 @@ def test_apiserver_to_kubelet_rbac_exists(stack):
     assert binding.stdout == "kube-apiserver-kubelet-client"
 
 
-ETCDCTL = ("ETCDCTL_API=3 etcdctl --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/healthcheck-client.pem "
+ETCDCTL = ("etcdctl --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/healthcheck-client.pem "
            "--key=/etc/etcd/healthcheck-client-key.pem --endpoints=https://127.0.0.1:2379")
 
 

@@ -1,0 +1,180 @@
+"""LocalInfra: the `local` stack's controller hosts, load balancer and file server, on this machine.
+
+Resources (all children of the component, named `<name>-<child>`), each a `pulumi_command.local.Command`
+running a script under scripts/local/ from the project directory:
+
+    <name>-ssh-key      tls.PrivateKey (ed25519): authorized on every host; the private half is a secret
+    <name>-base-root    base-root.sh: debootstrap'd Debian root, built once and cached (no delete)
+    <name>-network      network.sh: the stack's bridge with the gateway/LB address
+    <name>-<host>       host.sh: netns + veth + overlay + booted systemd-nspawn container, sshd answering
+    <name>-lb           lb.sh: HAProxy on <gateway>:6443 with the chosen active health check
+    <name>-file-server  fileserver.sh: the toolchain's releases/ over HTTP on <gateway>:8085
+
+Change handling: a change of a part's identity (names, addresses, dirs) is in `triggers` and replaces it,
+delete first (`delete_before_replace`, so the old `delete` never undoes the new `create`); every other
+change (scripts, base root, authorized key, LB config, generation) is in `environment`/`stdin` and runs
+the `update` command, which is the same idempotent `up` script: it converges in place. A dead part (see
+components/local/probe.py) asks for a new generation, which runs that update and rebuilds it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+import pulumi_tls as tls
+
+from components.config import StackConfig
+from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
+from components.local import probe
+from components.local.layout import FILE_SERVER_PORT, LocalLayout
+from components.local.releases import release_source
+from components.render import content_hash, render, script
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+DEFAULT_HEALTH_CHECK = HealthCheckStyle.HTTPS_READYZ
+SSH_USER = "root"
+SCRIPTS = ("lib.sh", "network.sh", "host.sh", "lb.sh", "fileserver.sh")
+
+
+@dataclass
+class LocalInfraArgs:
+    config: StackConfig
+    stack: Optional[str] = None  # default: the current Pulumi stack
+    state_root: Optional[str] = None  # default: $KTHW_STATE or ~/.local/state/kthw
+    cache_root: Optional[str] = None  # default: $KTHW_CACHE or ~/.cache/kthw
+    toolchain_dir: Optional[str] = None  # default: <cache_root>/toolchain
+    file_server_port: int = FILE_SERVER_PORT
+    project_dir: Optional[str] = None  # where scripts/local lives; default: this checkout
+
+
+def render_haproxy(layout: LocalLayout, health_check: HealthCheckStyle, api_port: int = API_PORT,
+                   ca_file: Optional[str] = None) -> str:
+    return render("local/haproxy.cfg.j2", stack=layout.stack, health_check=health_check.value,
+                  stats_socket=str(layout.stats_socket), bind_address=layout.gateway, api_port=api_port,
+                  backends=[{"name": h.name, "ip": h.ip} for h in layout.hosts], ca_file=ca_file)
+
+
+class LocalInfra(pulumi.ComponentResource):
+    outputs: InfraOutputs
+    layout: LocalLayout
+
+    def __init__(self, name: str, args: LocalInfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("kthw:local:LocalInfra", name, None, opts)
+        cfg = args.config
+        layout = LocalLayout.build(args.stack or pulumi.get_stack(), cfg.controller_names, cfg.node_cidr,
+                                   state_root=Path(args.state_root) if args.state_root else None,
+                                   cache_root=Path(args.cache_root) if args.cache_root else None,
+                                   file_server_port=args.file_server_port)
+        self.layout = layout
+        health = HealthCheckStyle(cfg.health_check) if cfg.health_check else DEFAULT_HEALTH_CHECK
+        toolchain = Path(args.toolchain_dir) if args.toolchain_dir else layout.toolchain_dir
+        base_url = f"http://{layout.gateway}:{layout.file_server_port}"
+        releases = release_source(toolchain, cfg.kubernetes_version, cfg.etcd_version, base_url)
+        project_dir = str(Path(args.project_dir).absolute()) if args.project_dir else str(PROJECT_DIR)
+        scripts_hash = content_hash(*(script(f"local/{f}") for f in SCRIPTS))
+
+        def child(**kwargs) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, **kwargs)
+
+        def cmd(resource: str, script_name: str, environment: dict, triggers: list, stdin=None,
+                deletes: bool = True, depends_on: Optional[list] = None) -> command.local.Command:
+            run = f"bash scripts/local/{script_name}"
+            return command.local.Command(
+                f"{name}-{resource}",
+                create=f"{run} up",
+                update=f"{run} up",
+                delete=f"{run} down" if deletes else None,
+                dir=project_dir,
+                environment=environment,
+                stdin=stdin,
+                triggers=triggers,
+                opts=child(delete_before_replace=True, depends_on=depends_on or []),
+            )
+
+        key = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=child())
+
+        base_root = command.local.Command(
+            f"{name}-base-root",
+            create="bash scripts/local/base-root.sh",
+            dir=project_dir,
+            environment={"KTHW_CACHE": str(layout.cache_root)},
+            triggers=[content_hash(script("local/base-root.sh"), script("local/packages.txt"))],
+            opts=child(delete_before_replace=True),
+        )
+        base_root_path = base_root.stdout.apply(lambda out: out.strip().splitlines()[-1] if out.strip() else "")
+
+        network = cmd(
+            "network", "network.sh",
+            environment={**layout.network_env(), "KTHW_SCRIPTS": scripts_hash,
+                         "KTHW_GENERATION": probe.generation(layout.network_generation_file, probe.bridge_up(layout))},
+            triggers=[layout.bridge, layout.gateway_cidr, str(layout.state_dir)])
+
+        host_cmds: list[command.local.Command] = []
+        hosts: list[ControllerHost] = []
+        private_key = pulumi.Output.secret(key.private_key_openssh)
+        for host in layout.hosts:
+            alive = probe.host_alive(layout, host)
+            host_cmd = cmd(
+                host.name, "host.sh",
+                environment={**layout.host_env(host), "KTHW_BASE_ROOT": base_root_path,
+                             "KTHW_AUTHORIZED_KEY": key.public_key_openssh, "KTHW_SCRIPTS": scripts_hash,
+                             "KTHW_GENERATION": probe.generation(host.generation_file, alive)},
+                triggers=[host.name, host.ip_cidr, host.netns, host.machine, host.veth, str(host.dir)],
+                depends_on=[network])
+            host_cmds.append(host_cmd)
+            hosts.append(ControllerHost(
+                name=host.name,
+                private_ip=host.ip,
+                # Known up front, but an Output of the host resource so that whatever SSHes in waits for it.
+                ssh_host=host_cmd.id.apply(lambda _, ip=host.ip: ip),
+                ssh_port=22,
+                ssh_user=SSH_USER,
+                ssh_private_key=private_key,
+            ))
+
+        haproxy_cfg = render_haproxy(layout, health)
+        lb = cmd(
+            "lb", "lb.sh",
+            environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash,
+                         "KTHW_GENERATION": probe.generation(layout.lb_dir / "generation", probe.lb_alive(layout))},
+            stdin=haproxy_cfg,
+            triggers=[layout.gateway, API_PORT, str(layout.lb_dir)],
+            depends_on=[network])
+
+        releases_dir = toolchain / "releases"
+        file_server = cmd(
+            "file-server", "fileserver.sh",
+            environment={**layout.file_server_env(releases_dir), "KTHW_SCRIPTS": scripts_hash,
+                         "KTHW_GENERATION": probe.generation(layout.file_server_dir / "generation",
+                                                             probe.file_server_alive(layout, releases_dir))},
+            triggers=[layout.gateway, layout.file_server_port, str(layout.file_server_dir)],
+            depends_on=[network])
+
+        self.ssh_key = key
+        self.base_root = base_root
+        self.network = network
+        self.host_commands = host_cmds
+        self.lb = lb
+        self.file_server = file_server
+        self.outputs = InfraOutputs(
+            hosts=hosts,
+            public_address=layout.gateway,
+            health_check=health,
+            releases=releases,
+            api_port=API_PORT,
+            ready=[*host_cmds, lb, file_server],
+            extra_sans=[],
+            node_subnet=str(layout.network),
+        )
+        self.register_outputs({
+            "publicAddress": layout.gateway,
+            "healthCheck": health.value,
+            "bridge": layout.bridge,
+            "stateDir": str(layout.state_dir),
+            "fileServer": base_url,
+            "controllers": [{"name": h.name, "privateIp": h.ip, "netns": h.netns} for h in layout.hosts],
+            "sshPrivateKey": private_key,
+        })
