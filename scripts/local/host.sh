@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# One local controller host: a systemd-nspawn container booted from an overlay of the base root, in its own
+# network namespace joined to the stack's bridge by a veth pair.  `host.sh up|down|status`.
+#
+# `up` converges (idempotent): it (re)creates whatever is missing -- namespace, veth, overlay mount, host
+# identity files, the running container -- and leaves what is already right alone, so it is both the
+# create and the update/repair command.  `down` removes everything of the host, tolerating parts that are
+# already gone, bounded in time.
+#
+# Env: KTHW_HOST (hostname), KTHW_HOST_DIR (per-host state dir), KTHW_NETNS, KTHW_BRIDGE, KTHW_VETH (host
+# side, <= 15 chars), KTHW_MACHINE (nspawn machine name); for up also KTHW_BASE_ROOT, KTHW_IP_CIDR
+# (e.g. 198.18.0.10/24), KTHW_GATEWAY, KTHW_AUTHORIZED_KEY; optional KTHW_ETC_HOSTS ("ip name" lines),
+# KTHW_GENERATION and KTHW_GENERATION_FILE (recorded after a successful up), KTHW_BOOT_TIMEOUT (s, default 120).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export LOG_TAG="host ${KTHW_HOST:-?}"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+need KTHW_HOST KTHW_HOST_DIR KTHW_NETNS KTHW_BRIDGE KTHW_VETH KTHW_MACHINE
+
+dir="$KTHW_HOST_DIR"
+root="$dir/root"
+pidfile="$dir/nspawn.pid"
+ns="$KTHW_NETNS"
+veth="$KTHW_VETH"
+machine="$KTHW_MACHINE"
+((${#veth} <= 15)) || die "veth name $veth is longer than 15 characters"
+
+alive() { pidfile_alive "$pidfile" "$machine"; }
+
+netns_ok() { [[ -e "/run/netns/$ns" ]] && ip netns exec "$ns" true 2>/dev/null; }
+
+ensure_netns() {
+  if ! netns_ok; then
+    ip netns del "$ns" 2>/dev/null || true
+    ip netns add "$ns"
+    log "created netns $ns"
+  fi
+  ip -n "$ns" link set lo up
+}
+
+ensure_veth() {
+  local ip_only="${KTHW_IP_CIDR%/*}"
+  if ip -o link show dev "$veth" 2>/dev/null | grep -qF " master $KTHW_BRIDGE " \
+    && ip -n "$ns" -4 -o addr show dev eth0 2>/dev/null | grep -qF " $KTHW_IP_CIDR "; then
+    ip link set dev "$veth" up
+    ip -n "$ns" link set eth0 up
+  else
+    ip link del dev "$veth" 2>/dev/null || true
+    ip -n "$ns" link del dev eth0 2>/dev/null || true
+    ip link add name "$veth" type veth peer name eth0 netns "$ns"
+    ip link set dev "$veth" master "$KTHW_BRIDGE"
+    ip link set dev "$veth" up
+    ip -n "$ns" addr add "$KTHW_IP_CIDR" dev eth0
+    ip -n "$ns" link set eth0 up
+    log "veth $veth <-> $ns/eth0 ($ip_only) on $KTHW_BRIDGE"
+  fi
+  ip -n "$ns" route replace default via "$KTHW_GATEWAY" dev eth0
+}
+
+mounted_lower() { findmnt -n -o OPTIONS --mountpoint "$root" 2>/dev/null | tr ',' '\n' | sed -n 's/^lowerdir=//p'; }
+
+ensure_mount() {
+  mkdir -p "$dir/upper" "$dir/work" "$root"
+  if mountpoint -q "$root"; then
+    [[ "$(mounted_lower)" == "$KTHW_BASE_ROOT" ]] && return 0
+    log "base root changed ($(mounted_lower) -> $KTHW_BASE_ROOT): restarting on the new one"
+    stop_container
+    unmount_root
+  fi
+  mount -t overlay "overlay-$machine" -o "lowerdir=$KTHW_BASE_ROOT,upperdir=$dir/upper,workdir=$dir/work" "$root"
+}
+
+write_identity() {
+  printf '%s\n' "$KTHW_HOST" >"$root/etc/hostname"
+  {
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+    printf '%s\t%s\n' "${KTHW_IP_CIDR%/*}" "$KTHW_HOST"
+    if [[ -n "${KTHW_ETC_HOSTS:-}" ]]; then
+      printf '%s\n' "$KTHW_ETC_HOSTS" | awk -v me="$KTHW_HOST" 'NF == 2 && $2 != me {print $1 "\t" $2}'
+    fi
+  } >"$root/etc/hosts"
+  # Offline: no name server (glibc then asks 127.0.0.1 inside the host, which answers at once with a refusal).
+  rm -f "$root/etc/resolv.conf"
+  printf '# kthw local host: offline, names come from /etc/hosts\noptions timeout:1 attempts:1\n' >"$root/etc/resolv.conf"
+  install -d -m 700 "$root/root/.ssh"
+  printf '%s\n' "$KTHW_AUTHORIZED_KEY" >"$root/root/.ssh/authorized_keys.new"
+  chmod 600 "$root/root/.ssh/authorized_keys.new"
+  mv "$root/root/.ssh/authorized_keys.new" "$root/root/.ssh/authorized_keys"
+  if ! compgen -G "$root/etc/ssh/ssh_host_*_key" >/dev/null; then
+    ssh-keygen -A -f "$root" >/dev/null
+  fi
+  if [[ ! -s "$root/etc/machine-id" ]]; then
+    tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
+  fi
+}
+
+start_container() {
+  alive && return 0
+  rm -f "$pidfile"
+  log "booting $machine"
+  daemonize "$pidfile" "$dir/nspawn.log" systemd-nspawn -D "$root" -b --register=no --keep-unit \
+    --network-namespace-path="/run/netns/$ns" -M "$machine" --console=read-only --link-journal=no \
+    --resolv-conf=off --timezone=off
+}
+
+ssh_answers() {
+  local banner
+  # shellcheck disable=SC2016
+  banner="$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/22" && head -c 4 <&3' _ "${KTHW_IP_CIDR%/*}" 2>/dev/null)" || return 1
+  [[ "$banner" == SSH- ]]
+}
+
+wait_ssh() {
+  local limit="${KTHW_BOOT_TIMEOUT:-120}" start=$SECONDS
+  while ((SECONDS - start < limit)); do
+    if ssh_answers; then
+      log "sshd answers on ${KTHW_IP_CIDR%/*}:22 ($((SECONDS - start)) s)"
+      return 0
+    fi
+    if ! alive; then
+      log "container $machine exited while booting; last lines of $dir/nspawn.log:"
+      tail -n 30 "$dir/nspawn.log" >&2 || true
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "sshd did not answer within ${limit}s; last lines of $dir/nspawn.log:"
+  tail -n 30 "$dir/nspawn.log" >&2 || true
+  return 1
+}
+
+# Stop the container: SIGTERM to nspawn (a clean poweroff of the container), bounded; then SIGKILL to
+# whatever still runs in the host's network namespace (the container's init and everything under it).
+stop_container() {
+  local pids i
+  stop_pidfile "$pidfile" "$machine" "${KTHW_STOP_TIMEOUT:-30}"
+  [[ -e "/run/netns/$ns" ]] || return 0
+  for ((i = 0; i < 50; i++)); do
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    [[ -n "${pids// /}" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.2
+  done
+  log "processes still in $ns after SIGKILL: $pids"
+}
+
+unmount_root() {
+  local i
+  for ((i = 0; i < 20; i++)); do
+    mountpoint -q "$root" || return 0
+    umount "$root" 2>/dev/null || sleep 0.5
+  done
+  mountpoint -q "$root" && umount -l "$root"
+  ! mountpoint -q "$root"
+}
+
+case "${1:-}" in
+  up)
+    need KTHW_BASE_ROOT KTHW_IP_CIDR KTHW_GATEWAY KTHW_AUTHORIZED_KEY
+    [[ -f "$KTHW_BASE_ROOT/.kthw-complete" ]] || die "base root $KTHW_BASE_ROOT is missing or incomplete"
+    ip link show dev "$KTHW_BRIDGE" >/dev/null 2>&1 || die "bridge $KTHW_BRIDGE does not exist (network.sh up)"
+    start=$SECONDS
+    mkdir -p "$dir"
+    ensure_netns
+    ensure_veth
+    ensure_mount
+    write_identity
+    start_container
+    wait_ssh
+    record_generation
+    log "up in $((SECONDS - start)) s"
+    ;;
+  down)
+    start=$SECONDS
+    stop_container
+    unmount_root || die "could not unmount $root"
+    ip link del dev "$veth" 2>/dev/null || true
+    if [[ -e "/run/netns/$ns" ]]; then ip netns del "$ns" || true; fi
+    if [[ -d "$dir" ]]; then rm -rf --one-file-system "$dir"; fi
+    log "down in $((SECONDS - start)) s"
+    ;;
+  status)
+    if alive; then echo running; else echo stopped; fi
+    ;;
+  *) die "usage: host.sh up|down|status" ;;
+esac
