@@ -44,6 +44,7 @@ class LocalStack:
     workdir: Path
     config: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)  # every command's output, for the secrets check
 
     def __post_init__(self) -> None:
         self.project = self.workdir / "project"
@@ -82,6 +83,7 @@ class LocalStack:
                                 stdin=subprocess.DEVNULL)
         if label:
             self.timings[label] = round(time.monotonic() - start, 1)
+        self.logs[f"{len(self.logs)}: pulumi {' '.join(args)}"] = result.stdout + result.stderr
         if check and result.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
@@ -108,8 +110,24 @@ class LocalStack:
         result = self.pulumi("stack", "output", "--json", "--show-secrets", timeout=120)
         return json.loads(result.stdout)
 
+    def script(self, name: str) -> Path:
+        return ROOT / "scripts" / name
+
+    def gateway(self) -> str:
+        return self.layout().gateway
+
+    def ca_pem(self) -> str:
+        import base64
+
+        import yaml as _yaml
+
+        config = _yaml.safe_load(self.outputs()["kubeconfig"])
+        return base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+
     def kubeconfig(self) -> Path:
         path = self.workdir / "admin.kubeconfig"
+        if path.exists():
+            return path
         path.write_text(self.outputs()["kubeconfig"])
         path.chmod(0o600)
         return path

@@ -176,11 +176,11 @@ def test_ssh_private_key_is_a_generated_ed25519_secret(default):
 
 
 def test_a_configured_key_pair_is_used_and_kept_secret():
-    graph, captured = run(sshPublicKey="ssh-ed25519 AAAAC3Nza me@host",
+    graph, captured = run(sshPublicKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host",
                           sshPrivateKey="-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
     assert graph.of_type("tls:index/privateKey:PrivateKey") == []
     assert captured["key_secret"] == [True, True, True]
-    assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == "kthw:ssh-ed25519 AAAAC3Nza me@host kthw"
+    assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == "kthw:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host kthw"
 
 
 def test_infra_outputs_shape(default):
@@ -305,7 +305,7 @@ def test_stack_file_holds_every_required_key():
 
 def test_a_plain_text_private_key_is_refused_when_secrecy_is_known():
     cfg = stack_config.parse({"cloud": "gcp", "adminCidrs": "203.0.113.7/32"}.get)
-    kthw = {"zones": "us-central1-a", "sshPublicKey": "ssh-ed25519 AAAAC3Nza me@host",
+    kthw = {"zones": "us-central1-a", "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host",
             "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"}
     provider = {"project": "kthw-test-project", "region": "us-central1"}
     with pytest.raises(ConfigError) as caught:

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import pulumi
 
+from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader
 from components.infra import HealthCheckStyle
 
@@ -26,7 +27,6 @@ _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4,
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")  # e2-standard-2, n2d-custom-4-8192
 _IMAGE = re.compile(r"^[a-z0-9./_-]+$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SSH_PUBLIC = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$")
 
 
 @dataclass(frozen=True)
@@ -82,25 +82,6 @@ def _zones(r: _Reader, region: Optional[str], provider_zone: Optional[str]) -> t
     return zones
 
 
-def _ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]]) -> tuple[Optional[str], Optional[str]]:
-    public_key, private_key = r.str("sshPublicKey"), r.str("sshPrivateKey")
-    if (public_key is None) != (private_key is None):
-        r.fail("sshPublicKey" if public_key is None else "sshPrivateKey",
-               "must be set together with the other half of the pair, or leave both unset to have an "
-               "ED25519 pair generated")
-    elif public_key is not None and private_key is not None:
-        if not _SSH_PUBLIC.match(public_key):
-            r.fail("sshPublicKey", "must be one OpenSSH public key line (ssh-ed25519 AAAA...), "
-                   f"got {public_key[:40]!r}")
-        if "PRIVATE KEY-----" not in private_key:
-            r.fail("sshPrivateKey", "must be an unencrypted PEM or OpenSSH private key "
-                   "(pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519)")
-        elif is_secret is not None and not is_secret("sshPrivateKey"):
-            r.fail("sshPrivateKey", "must be stored as a secret: "
-                   "pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519")
-    return public_key, private_key
-
-
 def load_gcp_config(get: Getter, config: StackConfig, provider_get: Optional[Getter] = None,
                     is_secret: Optional[Callable[[str], bool]] = None) -> GcpConfig:
     """Read `kthw:` keys through `get` and `gcp:` keys through `provider_get`; raise ConfigError.
@@ -125,7 +106,7 @@ def load_gcp_config(get: Getter, config: StackConfig, provider_get: Optional[Get
     if not _USER.match(username) or username == "root":
         r.fail("adminUsername", f"must be a Linux user name other than root, such as {DEFAULT_ADMIN_USERNAME}, "
                f"got {username!r}")
-    public_key, private_key = _ssh_key_pair(r, is_secret)
+    public_key, private_key = read_ssh_key_pair(r, is_secret)
 
     if config.health_check not in (None, HealthCheckStyle.HTTP_HEALTHZ_PROXY.value):
         r.fail("healthCheck", f"must be {HealthCheckStyle.HTTP_HEALTHZ_PROXY.value} on gcp (a target pool "
