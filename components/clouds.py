@@ -50,7 +50,13 @@ def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
         settings = load_gcp_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
         return Cloud("gcp", settings, lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
-    from components.local import LocalInfra, LocalInfraArgs
+    from components.local import LocalInfra, LocalInfraArgs, LocalLayout, ManifestError, release_source
 
     args = LocalInfraArgs(config=cfg)
+    try:  # the toolchain's manifest is the local checksum table: check it before anything is created
+        release_source(LocalLayout.build(pulumi.get_stack(), cfg.controller_names, cfg.node_cidr).toolchain_dir,
+                       cfg.kubernetes_version, cfg.etcd_version, "http://check")
+    except ManifestError as err:
+        raise ConfigError([f"kthw:kubernetesVersion {cfg.kubernetes_version} / kthw:etcdVersion "
+                           f"{cfg.etcd_version}: {err} (run scripts/toolchain/build)"]) from err
     return Cloud("local", args, lambda name: LocalInfra(name, args).outputs)

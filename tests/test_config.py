@@ -76,3 +76,11 @@ def test_clouds_refuse_versions_whose_official_digests_are_missing(monkeypatch):
     assert isinstance(graph.error, ConfigError), graph.error
     assert "kube-apiserver v1.36.3" in str(graph.error) and "scripts/update-checksums" in str(graph.error)
     assert graph.resources == []
+
+
+def test_local_stack_without_a_toolchain_says_how_to_build_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("KTHW_CACHE", str(tmp_path))
+    graph = run_program({"cloud": "local"}, expect_error=True)
+    assert isinstance(graph.error, ConfigError), graph.error
+    assert "scripts/toolchain/build" in str(graph.error) and "kthw:kubernetesVersion" in str(graph.error)
+    assert graph.resources == []

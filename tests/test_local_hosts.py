@@ -28,8 +28,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts" / "local"
 STACK = "kte2e"
-CANDIDATE_CIDRS = ("198.18.0.32/27", "198.18.0.64/27", "198.18.0.96/27", "198.18.0.160/27", "198.18.0.192/27",
-                   "198.18.0.224/27")
+# Apart from the `local` stack's .1 and .10-.16 and from tests/test_e2e_local.py's 198.18.0.128/25.
+CANDIDATE_CIDRS = ("198.18.0.32/27", "198.18.0.64/27", "198.18.0.96/27")
 
 
 def free_cidr() -> str:
@@ -217,6 +217,15 @@ def test_local_hosts_up_and_down(stack):
         assert probe.read_generation(host.generation_file) == 1
     sh("fileserver.sh", "up", env={**layout.file_server_env(releases), "KTHW_GENERATION": "1"})
     assert probe.file_server_alive(layout, releases)
+
+    # Another stack on the same addresses is refused, not silently doubled.
+    clash = sh("network.sh", "up", env={**layout.network_env(), "KTHW_BRIDGE": f"kt-{layout.tag}-x",
+                                        "KTHW_STATE_DIR": "", "KTHW_GENERATION_FILE": ""}, check=False)
+    assert clash.returncode != 0 and "already on interface" in clash.stderr, clash.stderr
+    assert subprocess.run(["ip", "link", "show", f"kt-{layout.tag}-x"], capture_output=True).returncode != 0
+    clash = sh("fileserver.sh", "up", env={**layout.file_server_env(releases), "KTHW_FS_DIR": str(tmp / "fs2"),
+                                           "KTHW_GENERATION_FILE": ""}, check=False)
+    assert clash.returncode != 0 and "already in use" in clash.stderr, clash.stderr
 
     # Each host: systemd fully up, its own hostname, the file server reachable and the bytes intact.
     with timed("hosts reach 'running'"):

@@ -1,0 +1,135 @@
+"""LocalInfra through the real Pulumi CLI (the toolchain's), alone: up from empty, a no-op second up and
+`preview --refresh --expect-no-changes`, the stack's processes killed then `up --refresh` rebuilding them,
+and `destroy` leaving nothing. A scratch project (symlinks to components/ and scripts/, a tiny __main__.py)
+on a file backend and its own KTHW_STATE, on a free /27 of 198.18.0.0/24. Prints timings."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components.local import probe
+from components.local.layout import LocalLayout
+from test_local_hosts import TOOLS, free_cidr, leftovers
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "kteng"
+MAIN = '''import pulumi
+from components import config
+from components.local import LocalInfra, LocalInfraArgs
+
+infra = LocalInfra("local", LocalInfraArgs(config=config.load()))
+pulumi.export("hosts", [h.ssh_host for h in infra.outputs.hosts])
+pulumi.export("sshKey", infra.outputs.hosts[0].ssh_private_key)
+'''
+
+
+def _toolchain_bin() -> Path | None:
+    out = subprocess.run([str(ROOT / "scripts/toolchain/build"), "--print-bin"], capture_output=True, text=True,
+                         timeout=60)
+    bin_dir = Path(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+    needed = ("pulumi", "pulumi-language-python", "pulumi-resource-command", "pulumi-resource-tls")
+    return bin_dir if bin_dir and all((bin_dir / n).exists() for n in needed) else None
+
+
+@pytest.fixture
+def project(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the local hosts need root")
+    from system_tools import require
+
+    for binary, package in TOOLS.items():
+        require(binary, package)
+    if _toolchain_bin() is None:
+        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN"):
+            pytest.fail("the toolchain (Pulumi CLI and plugins) is missing: run scripts/toolchain/build")
+        pytest.skip("the toolchain is not built (scripts/toolchain/build)")
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "components").symlink_to(ROOT / "components")
+    (work / "scripts").symlink_to(ROOT / "scripts")
+    (work / "Pulumi.yaml").write_text(
+        f"name: kthw\nruntime:\n  name: python\n  options:\n    toolchain: pip\n    virtualenv: {ROOT / '.venv'}\n")
+    (work / "__main__.py").write_text(MAIN)
+    cidr = free_cidr()
+    (work / f"Pulumi.{STACK}.yaml").write_text(
+        f"config:\n  kthw:cloud: local\n  kthw:controllerCount: 3\n  kthw:nodeCidr: {cidr}\n")
+    state = Path(f"/tmp/kthw-eng-{os.getpid()}")
+    env = {**os.environ, "KTHW_PROJECT_DIR": str(work), "KTHW_STATE": str(state),
+           "PULUMI_BACKEND_URL": f"file://{tmp_path / 'backend'}", "PULUMI_HOME": str(tmp_path / "home"),
+           "PULUMI_CONFIG_PASSPHRASE": "kthw-test"}
+    (tmp_path / "backend").mkdir()
+    layout = LocalLayout.build(STACK, [f"controller-{i}" for i in range(3)], cidr, state_root=state)
+    assert not leftovers(layout)
+    try:
+        yield work, env, layout
+    finally:
+        if leftovers(layout):
+            pulumi(env, "destroy", "--stack", STACK, "--yes", "--skip-preview", check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def pulumi(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(ROOT / "scripts/pulumi"), *args], env=env, capture_output=True, text=True,
+                            timeout=600, stdin=subprocess.DEVNULL)
+    if check:
+        assert result.returncode == 0, f"pulumi {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def timed(label: str, fn):
+    start = time.monotonic()
+    result = fn()
+    print(f"[timing] {label}: {time.monotonic() - start:.1f} s")
+    return result
+
+
+def kill_stack_processes(layout: LocalLayout) -> None:
+    victims = [(layout.lb_dir / "haproxy.pid").read_text().strip(),
+               (layout.file_server_dir / "http.pid").read_text().strip()]
+    for host in layout.hosts:
+        victims.append(host.pidfile.read_text().strip())
+        victims += subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
+    subprocess.run(["kill", "-KILL", *victims], check=False)
+    for _ in range(50):
+        if not any(probe.host_alive(layout, h) for h in layout.hosts) and not probe.lb_alive(layout):
+            return
+        time.sleep(0.1)
+
+
+def test_pulumi_up_refresh_destroy(project):
+    work, env, layout = project
+    pulumi(env, "stack", "init", STACK)
+    up = timed("pulumi up (from empty)", lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
+    assert all(probe.host_alive(layout, h) for h in layout.hosts), up.stdout[-3000:]
+    assert probe.lb_alive(layout) and probe.file_server_alive(layout)
+    again = timed("pulumi up (no-op)", lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
+    assert "unchanged" in again.stdout and "updated" not in again.stdout, again.stdout[-2000:]
+    pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
+
+    key = work / "id"
+    key.write_text(pulumi(env, "stack", "output", "sshKey", "--show-secrets", "--stack", STACK).stdout)
+    key.chmod(0o600)
+    for host in layout.hosts:
+        out = subprocess.run(["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                              "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{host.ip}",
+                              "hostname"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert out.stdout.strip() == host.name, out.stderr
+
+    kill_stack_processes(layout)
+    repair = timed("pulumi up --refresh (after the stack's processes were killed)",
+                   lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview", "--refresh"))
+    assert "5 updated" in repair.stdout, repair.stdout[-3000:]
+    assert all(probe.host_alive(layout, h) for h in layout.hosts) and probe.lb_alive(layout)
+    pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
+
+    kill_stack_processes(layout)  # destroy must also cope with dead parts
+    timed("pulumi destroy", lambda: pulumi(env, "destroy", "--stack", STACK, "--yes", "--skip-preview"))
+    left = leftovers(layout)
+    assert not left, f"left behind: {left}"
