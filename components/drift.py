@@ -26,6 +26,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 PROBE_TIMEOUT_SECONDS = 30
 PROBE_ATTEMPTS = 3
+PROBE_SETTLE_SECONDS = 15
 
 
 def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
@@ -41,6 +42,10 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
                      " | while read -r h f; do printf '{\"file\":\"%s\",\"sha256\":\"%s\"}\\n' \"$f\" \"$h\"; done")
     if units:
         names = " ".join(shlex.quote(u) for u in units)
+        # A unit restarting on its own (e.g. a scheduler that lost its lease) settles within seconds; one that
+        # keeps "activating" for PROBE_SETTLE_SECONDS is crash-looping, and that is drift.
+        lines.append(f"for _ in $(seq {PROBE_SETTLE_SECONDS}); do systemctl is-active {names} 2>/dev/null"
+                     " | grep -qx activating || break; sleep 1; done")
         lines.append(f"paste -d' ' <(printf '%s\\n' {names}) <(systemctl is-active {names} 2>/dev/null)"
                      " | while read -r u st; do printf '{\"unit\":\"%s\",\"state\":\"%s\"}\\n' \"$u\" \"${st:-unknown}\"; done")
     lines.append(f"printf '{{\"probed\":%s}}\\n' {shlex.quote(json.dumps(paths))}")

@@ -153,12 +153,27 @@ class LocalStack:
         pid = host.pidfile.read_text().strip()
         leader = subprocess.run(["pgrep", "-P", pid, "-o"], text=True, capture_output=True).stdout.strip() or pid
         result = subprocess.run(["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", "bash", "-c", command],
-                                text=True, capture_output=True, timeout=timeout)
+                                text=True, errors="replace", capture_output=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{host.name}: {command!r} failed ({result.returncode}): {result.stdout}{result.stderr}")
         return result
 
     def cleanup(self) -> None:
-        """Last resort after a failed test: destroy, then remove the scratch state."""
-        self.pulumi("destroy", "--yes", "--skip-preview", timeout=900, check=False)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Last resort after a failed test: destroy; if that fails, take every part down with the local
+        scripts directly; remove the scratch state only when nothing of the stack is left."""
+        result = self.pulumi("destroy", "--yes", "--skip-preview", timeout=900, check=False)
+        if result.returncode != 0:
+            force_teardown(self.layout())
+        if not any(str(self.state) in line for line in Path("/proc/mounts").read_text().splitlines()):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def force_teardown(layout) -> None:
+    """Run each local part's `down` (hosts, LB, file server, then the network), as the component would."""
+    scripts = ROOT / "scripts/local"
+    parts = [("host.sh", layout.host_env(h)) for h in layout.hosts]
+    parts += [("lb.sh", layout.lb_env(6443)), ("fileserver.sh", layout.file_server_env(CACHE / "toolchain/releases")),
+              ("network.sh", layout.network_env())]
+    for script, env in parts:
+        subprocess.run(["bash", str(scripts / script), "down"], env={**os.environ, **env}, capture_output=True,
+                       timeout=120)
