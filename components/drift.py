@@ -119,6 +119,17 @@ def _pkey(private_key: str):
     raise ValueError(f"unsupported SSH key type {type(key).__name__}")
 
 
+def _debug(message: str) -> None:
+    """Append to $KTHW_PROBE_LOG when set (the provider's own output is not shown by the engine)."""
+    import os
+    import time
+
+    path = os.environ.get("KTHW_PROBE_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+
 def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """Run the probe on the host over SSH: one connection, one command, bounded in time and attempts."""
     import time
@@ -140,6 +151,7 @@ def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
             return parse_probe(stdout.read().decode())
         except (paramiko.SSHException, OSError) as exc:
             error = exc
+            _debug(f"probe {props['host']} attempt {attempt + 1}: {type(exc).__name__}: {exc}")
             time.sleep(2 * (attempt + 1))
         finally:
             client.close()

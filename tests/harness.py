@@ -130,6 +130,8 @@ class FakeCloud(pulumi_mocks.Mocks):
                            validity_end_time="2027-11-23T00:00:00Z")
         elif token == "tls:index/certRequest:CertRequest":
             outputs.update(cert_request_pem=f"-----BEGIN CERTIFICATE REQUEST-----\nFAKE-{args.name}\n-----END CERTIFICATE REQUEST-----\n")
+        elif token == "random:index/randomPassword:RandomPassword":
+            outputs.update(result="p" * int(args.inputs.get("length", 16)))
         elif token == "random:index/randomBytes:RandomBytes":
             outputs.update(base64="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=", hex="00" * 32)
         elif token.startswith("command:"):
@@ -182,7 +184,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request):  # noqa: N802
-        if request.urn.endswith("::pulumi:pulumi:Stack::kthw-" + settings.get_stack()):
+        if request.urn.split("::")[-2:-1] == ["pulumi:pulumi:Stack"]:  # the root stack, not a child
             self.stack_outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
         return super().RegisterResourceOutputs(request)
 

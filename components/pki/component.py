@@ -1,6 +1,8 @@
 """The PKI component: turns the table into pulumi-tls keys and certificates, kubeconfigs and the encryption key."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -31,6 +33,11 @@ class PkiArgs:
     public_address: pulumi.Input[str]
     api_port: int = 6443
     extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
+
+
+def _encryption_key(seed: str) -> str:
+    """A 32-byte key (base64) for secretbox/aesgcm/aescbc from a random seed."""
+    return base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode()
 
 
 def _split_names(values: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -95,8 +102,11 @@ class Pki(pulumi.ComponentResource):
                                                             server=v[3], user=user)))
             for kc_name, (cert, user, where) in table.KUBECONFIGS.items()}
 
-        key = random.RandomBytes(f"{name}-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self))
-        self.encryption_config = pulumi.Output.secret(key.base64.apply(
+        # RandomBytes would do, but its ID is the value itself (plaintext in the state); a RandomPassword's
+        # ID is "none" and its result a secret, so the 32-byte key is the SHA-256 of 64 random characters.
+        seed = random.RandomPassword(f"{name}-encryption-key", length=64, special=False,
+                                     opts=pulumi.ResourceOptions(parent=self))
+        self.encryption_config = pulumi.Output.secret(seed.result.apply(_encryption_key).apply(
             lambda k: render("kube-apiserver/encryption-config.yaml.j2", provider=cfg.encryption_provider,
                              key_name="key1", key=k)))
 

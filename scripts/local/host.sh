@@ -97,7 +97,17 @@ write_identity() {
 }
 
 start_container() {
+  local orphans i
   alive && return 0
+  # A container whose nspawn died can leave its processes running in the namespace (a dead VM leaves
+  # nothing): kill them first, or the new boot finds its ports taken.
+  for ((i = 0; i < 20; i++)); do
+    orphans="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    [[ -n "${orphans// /}" ]] || break
+    # shellcheck disable=SC2086
+    kill -KILL $orphans 2>/dev/null || true
+    sleep 0.5
+  done
   rm -f "$pidfile"
   log "booting $machine"
   daemonize "$pidfile" "$dir/nspawn.log" systemd-nspawn -D "$root" -b --register=no --keep-unit \
