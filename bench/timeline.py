@@ -1,7 +1,7 @@
 """Render a bring-up's timeline from Pulumi's engine event log: a Gantt chart by host, critical path marked.
 
 Usage: .venv/bin/python bench/timeline.py EVENTS.jsonl STATE.json OUT_PREFIX
-  EVENTS.jsonl  `pulumi up --event-log EVENTS.jsonl`
+  EVENTS.jsonl  the engine's events: `pulumi up --json > EVENTS.jsonl` (or `--event-log` where the CLI has it)
   STATE.json    `pulumi stack export` after that up (for the dependency edges)
 Writes OUT_PREFIX.png (if matplotlib is installed), OUT_PREFIX.html and OUT_PREFIX.txt.
 """
@@ -51,9 +51,12 @@ def spans_from_events(lines: Iterable[str]) -> dict[str, Span]:
     """Each resource step's start (resourcePreEvent) and end (resOutputsEvent / resOpFailedEvent)."""
     spans: dict[str, Span] = {}
     for line in lines:
-        if not line.strip():
+        if not line.strip().startswith("{"):
             continue
-        event = json.loads(line)
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
         for kind in ("resourcePreEvent", "resOutputsEvent", "resOpFailedEvent"):
             body = event.get(kind)
             if not body:
