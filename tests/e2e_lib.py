@@ -77,6 +77,8 @@ class LocalStack:
 
     def pulumi(self, *args: str, timeout: float = 1800, check: bool = True,
                label: Optional[str] = None) -> subprocess.CompletedProcess:
+        if args and args[0] in ("up", "destroy"):
+            (self.workdir / "admin.kubeconfig").unlink(missing_ok=True)  # a new CA may come with the new stack
         start = time.monotonic()
         result = subprocess.run([str(ROOT / "scripts/pulumi"), *args, "--stack", self.name, "--non-interactive"],
                                 env=self.env, text=True, capture_output=True, timeout=timeout,
