@@ -63,7 +63,8 @@ def spans_from_events(lines: Iterable[str]) -> dict[str, Span]:
                 continue
             meta = body["metadata"]
             urn, op = meta["urn"], meta.get("op", "")
-            if meta.get("type", "").startswith("pulumi:") or op in ("same", "read", "refresh"):
+            # Components (kthw:*) only group their children; the stack and providers are not work.
+            if meta.get("type", "").startswith(("pulumi:", "kthw:")) or op in ("same", "read", "refresh"):
                 continue
             t = _timestamp(event)
             if kind == "resourcePreEvent":
