@@ -19,6 +19,7 @@ from components.drift import HostState, HostStateArgs
 from components.config import StackConfig
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.pki import Pki
+from components.releases import KUBERNETES_BINARIES
 from components.render import content_hash, render, script
 
 HEALTHZ_SITE_PATH = "/etc/nginx/sites-available/kubernetes-healthz"  # where scripts/nginx installs the site
@@ -45,6 +46,11 @@ def as_root(body: str, step: str) -> str:
         raise ValueError("a host script must not contain the line KTHW_SCRIPT")
     return ('S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"\n'
             f'$S bash -c "$(cat <<\'KTHW_SCRIPT\'\n{body.rstrip()}\nKTHW_SCRIPT\n)" kthw-{step}\n')
+
+
+def _etcd_client_urls(ips: Sequence[str]) -> str:
+    """Every etcd member's client URL, as etcd clients (apiserver, etcdctl) take them."""
+    return ",".join(f"https://{ip}:2379" for ip in ips)
 
 
 def _after_shebang(body: str, line: str) -> str:
@@ -138,7 +144,6 @@ class ControlPlane(pulumi.ComponentResource):
                 raise ValueError(f"no pinned sha256 for {name} {version}: refusing to install it unverified")
             return {"name": name, "url": url.format(name=name, version=version), "sha256": digest}
 
-        from components.releases import KUBERNETES_BINARIES
         return render("common/install-binaries.sh.j2", kubernetes_version=k8s, etcd_version=etcd,
                       kubernetes=[artifact(n, k8s, releases.kubernetes_url) for n in KUBERNETES_BINARIES],
                       etcd=artifact("etcd", etcd, releases.etcd_url))
@@ -163,7 +168,7 @@ class ControlPlane(pulumi.ComponentResource):
         health = {"etcd": None, "kube-apiserver": APISERVER_READY,
                   "kube-controller-manager": CONTROLLER_MANAGER_HEALTHY, "kube-scheduler": SCHEDULER_HEALTHY}[unit]
         endpoints = pulumi.Output.all(*[h.private_ip for h in self._infra.hosts]).apply(
-            lambda ips: ",".join(f"https://{ip}:2379" for ip in ips))
+            _etcd_client_urls)
         body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints).apply(
             lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"),
                              inputs_hash=content_hash(v[0], v[1], versions), no_block=unit == "etcd",
@@ -174,13 +179,11 @@ class ControlPlane(pulumi.ComponentResource):
     def _unit(self, host: ControllerHost, unit: str) -> pulumi.Output[str]:
         cfg, hosts = self._cfg, self._infra.hosts
         ips = pulumi.Output.all(*[h.private_ip for h in hosts])
-        issuer = pulumi.Output.concat(
-            "https://", pulumi.Output.from_input(cfg.api_server_dns_name or self._infra.public_address),
-            f":{self._infra.api_port}")
-        return pulumi.Output.all(host.private_ip, ips, issuer).apply(lambda v: render(
+        # The service-account issuer is the API's own URL (the LB's address or apiServerDnsName).
+        return pulumi.Output.all(host.private_ip, ips, self.api_server_url).apply(lambda v: render(
             f"{unit}/{unit}.service.j2", node_name=host.name, node_ip=v[0],
             initial_cluster=",".join(f"{h.name}=https://{ip}:2380" for h, ip in zip(hosts, v[1])),
-            etcd_servers=",".join(f"https://{ip}:2379" for ip in v[1]),
+            etcd_servers=_etcd_client_urls(v[1]),
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
             shutdown_delay="5s"))
@@ -209,7 +212,7 @@ class ControlPlane(pulumi.ComponentResource):
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in self._infra.hosts])
         return ips.apply(lambda v: render(
             "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=150,
-            endpoints=",".join(f"https://{ip}:2379" for ip in v[1:]), members_hash=content_hash(*v[1:])))
+            endpoints=_etcd_client_urls(v[1:]), members_hash=content_hash(*v[1:])))
 
     def _healthz_site(self) -> str:
         return render("nginx/kubernetes-healthz.conf.j2", cluster_domain=self._cfg.cluster_domain,
