@@ -17,7 +17,7 @@ import pulumi_command as command
 from components import host_files
 from components.drift import HostState, HostStateArgs
 from components.config import StackConfig
-from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
+from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, api_server_url
 from components.pki import Pki
 from components.releases import KUBERNETES_BINARIES
 from components.render import content_hash, render, script
@@ -69,9 +69,8 @@ class ControlPlane(pulumi.ComponentResource):
         super().__init__("kthw:control_plane:ControlPlane", name, None, opts)
         self._name, self._cfg, self._infra, self._pki = name, args.config, args.infra, args.pki
         self.steps = {}
-        self.api_server_url = pulumi.Output.concat(
-            "https://", pulumi.Output.from_input(self._cfg.api_server_dns_name or self._infra.public_address),
-            f":{self._infra.api_port}")
+        self.api_server_url = api_server_url(self._cfg.api_server_dns_name, self._infra.public_address,
+                                             self._infra.api_port)
         verify = self._bootstrap()
         self.register_outputs({"apiServerUrl": self.api_server_url, "verified": verify.stdout})
 

@@ -61,3 +61,8 @@ class InfraOutputs:
     extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
     # The private subnet the controllers sit in (e.g. 10.240.0.0/24), for CIDR overlap checks.
     node_subnet: Optional[str] = None
+
+
+def api_server_url(dns_name: Optional[str], public_address: pulumi.Input[str], port: int = API_PORT) -> pulumi.Output[str]:
+    """The URL clients use for the API: the stable DNS name if there is one, else the LB's address."""
+    return pulumi.Output.concat("https://", pulumi.Output.from_input(dns_name or public_address), f":{port}")

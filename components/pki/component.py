@@ -12,7 +12,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 
 from components.config import StackConfig
-from components.infra import ControllerHost
+from components.infra import ControllerHost, api_server_url
 from components.pki import kubeconfig, table
 from components.render import render
 
@@ -92,8 +92,7 @@ class Pki(pulumi.ComponentResource):
         self.service_account_key_pem = pulumi.Output.secret(sa_key.private_key_pem)
         self.service_account_public_pem = sa_key.public_key_pem
 
-        public_server = pulumi.Output.concat("https://", pulumi.Output.from_input(
-            cfg.api_server_dns_name or args.public_address), f":{args.api_port}")
+        public_server = api_server_url(cfg.api_server_dns_name, args.public_address, args.api_port)
         servers = {"public": public_server, "local": pulumi.Output.from_input(f"https://127.0.0.1:{args.api_port}")}
         self.kubeconfigs = {
             kc_name: pulumi.Output.secret(pulumi.Output.all(
