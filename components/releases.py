@@ -16,6 +16,8 @@ _TABLE = json.loads(TABLE_PATH.read_text())
 
 DEFAULT_KUBERNETES = "v1.36.3"
 DEFAULT_ETCD = "v3.6.14"
+# The upgrade target: the next version of the table, which the toolchain also builds for the local stack.
+NEXT_KUBERNETES = "v1.37.2"
 
 KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ETCD_ARTIFACT = "etcd"  # the etcd-<version>-linux-amd64.tar.gz archive (etcd, etcdctl, etcdutl)

@@ -22,18 +22,18 @@ ARTIFACTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kub
 
 def make_toolchain(root: Path, k8s: str = K8S, etcd: str = ETCD, skip: tuple[str, ...] = ()) -> Path:
     releases = root / "releases"
-    releases.mkdir(parents=True, exist_ok=True)
     manifest = []
     files = [(name, k8s, name) for name in ARTIFACTS] + [("etcd", etcd, f"etcd-{etcd}-linux-amd64.tar.gz")]
-    # The shape scripts/toolchain/build writes: releases named by their file, and bin/ entries that can share
+    # The shape scripts/toolchain/build writes: releases/<version>/<file>, and bin/ entries that can share
     # a name with a release (the bare etcd binary) but not its digest.
     for name, version, file_name in files:
         if name in skip:
             continue
         data = f"{name}-{version}".encode()
-        (releases / file_name).write_bytes(data)
+        (releases / version).mkdir(parents=True, exist_ok=True)
+        (releases / version / file_name).write_bytes(data)
         manifest.append({"name": file_name, "version": version, "sha256": hashlib.sha256(data).hexdigest(),
-                         "size": len(data), "path": f"releases/{file_name}", "kind": "release"})
+                         "size": len(data), "path": f"releases/{version}/{file_name}", "kind": "release"})
     for name in ("etcd", "kube-apiserver", "pulumi"):
         manifest.append({"name": name, "version": etcd if name == "etcd" else k8s, "sha256": "f" * 64, "size": 1,
                          "path": f"bin/{name}", "kind": "bin"})
@@ -168,12 +168,13 @@ def test_infra_outputs_shape(tmp_path):
     assert [h["ssh_host"] for h in hosts] == ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
     assert all(h["user"] == "root" and h["port"] == 22 for h in hosts)
     rel = out.releases
-    assert rel.kubernetes_url.format(name="kubectl") == "http://198.18.0.1:8085/kubectl"
-    assert rel.etcd_url.format(version=ETCD) == f"http://198.18.0.1:8085/etcd-{ETCD}-linux-amd64.tar.gz"
+    assert rel.kubernetes_url.format(name="kubectl", version=K8S) == f"http://198.18.0.1:8085/{K8S}/kubectl"
+    assert rel.etcd_url.format(version=ETCD) == f"http://198.18.0.1:8085/{ETCD}/etcd-{ETCD}-linux-amd64.tar.gz"
     assert set(rel.sha256) == {(n, K8S) for n in ARTIFACTS} | {("etcd", ETCD)}
     served = Path(tmp_path / "toolchain" / "releases")
-    assert rel.sha256[("etcd", ETCD)] == hashlib.sha256((served / f"etcd-{ETCD}-linux-amd64.tar.gz").read_bytes()).hexdigest()
-    assert rel.sha256[("kube-apiserver", K8S)] == hashlib.sha256((served / "kube-apiserver").read_bytes()).hexdigest()
+    etcd_archive = served / ETCD / f"etcd-{ETCD}-linux-amd64.tar.gz"
+    assert rel.sha256[("etcd", ETCD)] == hashlib.sha256(etcd_archive.read_bytes()).hexdigest()
+    assert rel.sha256[("kube-apiserver", K8S)] == hashlib.sha256((served / K8S / "kube-apiserver").read_bytes()).hexdigest()
 
 
 def test_ssh_key_is_secret(tmp_path):

@@ -53,6 +53,7 @@ def _constant(path: Path, name: str) -> str:
 
 
 K8S_VERSION = _constant(ROOT / "components" / "releases.py", "DEFAULT_KUBERNETES")
+K8S_NEXT_VERSION = _constant(ROOT / "components" / "releases.py", "NEXT_KUBERNETES")
 ETCD_VERSION = _constant(ROOT / "components" / "releases.py", "DEFAULT_ETCD")
 PULUMI_VERSION = os.environ.get("KTHW_PULUMI_VERSION") or _pin("pulumi")
 
@@ -131,14 +132,14 @@ def test_manifest_shape_and_checksums(manifest):
 
 
 def test_manifest_lists_the_releases_at_the_pinned_versions(manifest):
-    releases = {e["name"]: e for e in manifest if e["kind"] == "release"}
+    releases = {(e["name"], e["version"]): e for e in manifest if e["kind"] == "release"}
     tarball = f"etcd-{ETCD_VERSION}-linux-amd64.tar.gz"
-    assert set(releases) == set(KUBE) | {tarball}
+    assert set(releases) == ({(name, v) for name in KUBE for v in (K8S_VERSION, K8S_NEXT_VERSION)}
+                             | {(tarball, ETCD_VERSION)})
     for name in KUBE:
-        assert releases[name]["version"] == K8S_VERSION
-        assert releases[name]["path"] == f"releases/{name}"
-    assert releases[tarball]["version"] == ETCD_VERSION
-    assert releases[tarball]["path"] == f"releases/{tarball}"
+        for version in (K8S_VERSION, K8S_NEXT_VERSION):
+            assert releases[(name, version)]["path"] == f"releases/{version}/{name}"
+    assert releases[(tarball, ETCD_VERSION)]["path"] == f"releases/{ETCD_VERSION}/{tarball}"
 
 
 def test_manifest_lists_the_commands(manifest):
@@ -160,7 +161,7 @@ def test_manifest_lists_the_commands(manifest):
 def test_etcd_tarball_has_the_official_layout(manifest):
     require_piece("etcd")
     name = f"etcd-{ETCD_VERSION}-linux-amd64"
-    with tarfile.open(TOOLCHAIN / "releases" / f"{name}.tar.gz") as tar:
+    with tarfile.open(TOOLCHAIN / "releases" / ETCD_VERSION / f"{name}.tar.gz") as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {name, f"{name}/etcd", f"{name}/etcdctl", f"{name}/etcdutl"}
         for tool in ("etcd", "etcdctl", "etcdutl"):
@@ -172,7 +173,7 @@ def test_etcd_tarball_has_the_official_layout(manifest):
 
 def test_release_binaries_are_the_built_ones(manifest):
     for name in KUBE:
-        assert sha256(TOOLCHAIN / "releases" / name) == sha256(BIN / name)
+        assert sha256(TOOLCHAIN / "releases" / K8S_VERSION / name) == sha256(BIN / name)
 
 
 # --- versions -----------------------------------------------------------------------------------------------------
@@ -181,6 +182,14 @@ def test_release_binaries_are_the_built_ones(manifest):
 def test_kube_component_version(manifest, name):
     require_piece("kubernetes")
     assert run(BIN / name, "--version").stdout.strip() == f"Kubernetes {K8S_VERSION}"
+
+
+@pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])
+def test_upgrade_target_version(manifest, name):
+    require_piece("kubernetes-next")
+    served = TOOLCHAIN / "releases" / K8S_NEXT_VERSION / name
+    assert run(served, "--version").stdout.strip() == f"Kubernetes {K8S_NEXT_VERSION}"
+    assert not (BIN / name).resolve().samefile(served)  # bin/ keeps the default version
 
 
 def test_kubectl_version(manifest):

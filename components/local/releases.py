@@ -1,7 +1,7 @@
 """The local stack's ReleaseSource: the toolchain's releases/ served by the stack's file server.
 
 The checksum table is the toolchain's manifest.json (a list of {name, version, sha256, size, path, kind};
-only kind "release", the files of releases/, counts) instead
+only kind "release", the files of releases/<version>/, counts) instead
 of components/releases.py: the local hosts download the binaries the toolchain built, and verify them
 exactly as a cloud VM verifies the official ones.
 """
@@ -68,15 +68,16 @@ def release_source(toolchain_dir: Path, kubernetes_version: str, etcd_version: s
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             problems.append(f"{file_name} {version} has no valid sha256 in the manifest")
             continue
-        if not (releases / file_name).is_file():
-            problems.append(f"{file_name} {version}: {releases / file_name} does not exist")
+        served_path = toolchain_dir / str(entry.get("path", ""))
+        if served_path.parent != releases / _v(version) or not served_path.is_file():
+            problems.append(f"{file_name} {version}: {releases / _v(version) / file_name} does not exist")
             continue
         sha256[(name, version)] = digest
     if problems:
         raise ManifestError(f"the toolchain in {toolchain_dir} lacks what the local stack serves: "
                             + "; ".join(problems) + ". Run scripts/toolchain/build for these versions.")
     return ReleaseSource(
-        kubernetes_url=f"{base_url}/{{name}}",
-        etcd_url=f"{base_url}/{ETCD_ARCHIVE}",
+        kubernetes_url=f"{base_url}/{{version}}/{{name}}",
+        etcd_url=f"{base_url}/{{version}}/{ETCD_ARCHIVE}",
         sha256=sha256,
     )
