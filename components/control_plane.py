@@ -21,6 +21,7 @@ from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, api
 from components.pki import Pki
 from components.releases import KUBERNETES_BINARIES
 from components.render import content_hash, render, script
+from components.version_skew import VersionGate
 
 HEALTHZ_SITE_PATH = "/etc/nginx/sites-available/kubernetes-healthz"  # where scripts/nginx installs the site
 SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -28,6 +29,12 @@ APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem ht
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
 CONTROLLER_MANAGER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10257/healthz"
 SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
+# Host-side waits poll this often (s); each wait's bound is in seconds and becomes a number of tries.
+POLL_SECONDS = 0.25
+
+
+def _tries(seconds: int) -> int:
+    return int(seconds / POLL_SECONDS)
 
 
 @dataclass
@@ -76,17 +83,24 @@ class ControlPlane(pulumi.ComponentResource):
 
     # -- the order ---------------------------------------------------------------------------------
     def _bootstrap(self) -> command.local.Command:
-        """certs + binaries -> etcd on every node -> etcd quorum -> apiserver on every node ->
+        """version gate -> certs + binaries -> etcd on every node -> etcd quorum -> apiserver on every node ->
         controller-manager and scheduler (and the LB's health proxy) -> RBAC -> verify through the LB."""
         hosts = self._infra.hosts
-        ready = list(self._infra.ready)
+        # A version change the skew policy refuses fails here, in the preview, before any host is touched.
+        gate = VersionGate(f"{self._name}-versions", self._cfg.kubernetes_version, self._cfg.etcd_version,
+                           opts=pulumi.ResourceOptions(parent=self))
+        ready = [*self._infra.ready, gate]
         self._groups = {h.name: host_files.node_file_groups(self._pki, h.name) for h in hosts}
         self._units = {h.name: {unit: self._unit(h, unit) for unit in SERVICES} for h in hosts}
         self._repairs = {h.name: self._host_state(h, ready).repairs for h in hosts}
-        binaries = {h.name: self._step(h, "binaries", self._install_binaries(), self._remove("binaries"),
+        # etcd's download is its own step, so etcd forms its quorum while the kube binaries still download.
+        install_etcd, install_kubernetes = self._install_binaries(etcd=True), self._install_binaries(kubernetes=True)
+        etcd_binaries = {h.name: self._step(h, "etcd-binaries", install_etcd, self._remove("etcd-binaries"),
+                                            depends_on=ready) for h in hosts}
+        binaries = {h.name: self._step(h, "binaries", install_kubernetes, self._remove("binaries"),
                                        depends_on=ready) for h in hosts}
         files = {h.name: self._files_step(h, ready) for h in hosts}
-        etcd = {h.name: self._service(h, "etcd", depends_on=[binaries[h.name], files[h.name]])
+        etcd = {h.name: self._service(h, "etcd", depends_on=[etcd_binaries[h.name], files[h.name]])
                 for h in hosts}
         etcd_ready = {h.name: self._step(h, "etcd-ready", self._etcd_wait(h), None,
                                          depends_on=list(etcd.values())) for h in hosts}
@@ -133,9 +147,10 @@ class ControlPlane(pulumi.ComponentResource):
     def _remove(what: str) -> str:
         return script(f"common/remove-{what}.sh")
 
-    def _install_binaries(self) -> str:
+    def _install_binaries(self, kubernetes: bool = False, etcd: bool = False) -> str:
+        """The download-verify-install script for the Kubernetes binaries and/or the etcd archive."""
         cfg, releases = self._cfg, self._infra.releases
-        k8s, etcd = cfg.kubernetes_version, cfg.etcd_version
+        k8s_version, etcd_version = cfg.kubernetes_version, cfg.etcd_version
 
         def artifact(name: str, version: str, url: str) -> dict[str, str]:
             digest = releases.sha256.get((name, version))
@@ -143,9 +158,11 @@ class ControlPlane(pulumi.ComponentResource):
                 raise ValueError(f"no pinned sha256 for {name} {version}: refusing to install it unverified")
             return {"name": name, "url": url.format(name=name, version=version), "sha256": digest}
 
-        return render("common/install-binaries.sh.j2", kubernetes_version=k8s, etcd_version=etcd,
-                      kubernetes=[artifact(n, k8s, releases.kubernetes_url) for n in KUBERNETES_BINARIES],
-                      etcd=artifact("etcd", etcd, releases.etcd_url))
+        return render("common/install-binaries.sh.j2", kubernetes_version=k8s_version,
+                      kubernetes=[artifact(n, k8s_version, releases.kubernetes_url) for n in KUBERNETES_BINARIES]
+                      if kubernetes else [],
+                      etcd={**artifact("etcd", etcd_version, releases.etcd_url), "version": etcd_version}
+                      if etcd else None)
 
     def _files_step(self, host: ControllerHost, ready: Sequence[pulumi.Resource]) -> command.remote.Command:
         files = host_files.merged(self._groups[host.name])
@@ -171,7 +188,7 @@ class ControlPlane(pulumi.ComponentResource):
         body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints).apply(
             lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"),
                              inputs_hash=content_hash(v[0], v[1], versions), no_block=unit == "etcd",
-                             health=health, health_tries=180, lock_endpoints="" if unit == "etcd" else v[2]))
+                             health=health, health_tries=_tries(180), poll=POLL_SECONDS, lock_endpoints="" if unit == "etcd" else v[2]))
         delete = script("etcd/remove.sh") if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
         return self._step(host, unit, body, delete, depends_on=depends_on)
 
@@ -210,7 +227,7 @@ class ControlPlane(pulumi.ComponentResource):
     def _etcd_wait(self, host: ControllerHost) -> pulumi.Output[str]:
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in self._infra.hosts])
         return ips.apply(lambda v: render(
-            "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=150,
+            "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=_tries(300), poll=POLL_SECONDS,
             endpoints=_etcd_client_urls(v[1:]), members_hash=content_hash(*v[1:])))
 
     def _healthz_site(self) -> str:
@@ -225,7 +242,7 @@ class ControlPlane(pulumi.ComponentResource):
     def _rbac(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> command.remote.Command:
         manifest = script("rbac/rbac.yaml")
         body = render("rbac/apply.sh.j2", manifest=manifest.rstrip("\n"), manifest_hash=content_hash(manifest),
-                      tries=90)
+                      tries=_tries(180), poll=POLL_SECONDS)
         return self._step(host, "rbac", body, script("rbac/remove.sh"), depends_on=depends_on)
 
     def _verify(self, depends_on: Sequence[pulumi.Resource]) -> command.local.Command:

@@ -19,7 +19,7 @@ def step(graph, node, name):
 
 def test_every_node_gets_every_step(graph):
     for node in NODES:
-        for name in ("binaries", "files", "etcd", "etcd-ready", "kube-apiserver", "kube-controller-manager",
+        for name in ("binaries", "etcd-binaries", "files", "etcd", "etcd-ready", "kube-apiserver", "kube-controller-manager",
                      "kube-scheduler"):
             assert step(graph, node, name).parent.endswith("kthw-control-plane")
 
@@ -27,7 +27,7 @@ def test_every_node_gets_every_step(graph):
 def test_etcd_starts_after_its_binaries_and_files(graph):
     for node in NODES:
         etcd = step(graph, node, "etcd")
-        assert graph.reaches(etcd, step(graph, node, "binaries"))
+        assert graph.reaches(etcd, step(graph, node, "etcd-binaries"))
         assert graph.reaches(etcd, step(graph, node, "files"))
 
 
@@ -60,7 +60,7 @@ def test_nodes_are_parallel_not_serial(graph):
         for other in NODES:
             if node == other:
                 continue
-            for name in ("binaries", "files", "etcd", "kube-apiserver", "kube-scheduler"):
+            for name in ("binaries", "etcd-binaries", "files", "etcd", "kube-apiserver", "kube-scheduler"):
                 assert not graph.reaches(step(graph, node, name), step(graph, other, name)), (node, other, name)
 
 
@@ -78,8 +78,17 @@ def test_every_installing_step_has_a_delete(graph):
 
 def test_binaries_are_verified_against_the_table(graph):
     script = step(graph, "controller-0", "binaries").input("create")
-    assert script.count("sha256sum --check") == 1 and script.count("fetch \"") == 5
-    assert "https://dl.example/v1.36.3/kube-apiserver" in script
+    assert script.count("sha256sum --check") == 1 and script.count("fetch \"") == 4
+    assert "https://dl.example/v1.36.3/kube-apiserver" in script and "etcd.tar.gz" not in script
+    etcd = step(graph, "controller-0", "etcd-binaries").input("create")
+    assert etcd.count("fetch \"") == 1 and "etcd.tar.gz" in etcd and "kube-apiserver" not in etcd
+
+
+def test_etcd_waits_only_for_its_own_download_and_the_apiserver_for_the_kube_binaries(graph):
+    for node in NODES:
+        assert graph.reaches(step(graph, node, "etcd"), step(graph, node, "etcd-binaries"))
+        assert not graph.reaches(step(graph, node, "etcd-ready"), step(graph, node, "binaries"))
+        assert graph.reaches(step(graph, node, "kube-apiserver"), step(graph, node, "binaries"))
 
 
 def test_missing_digest_refuses_to_build():
@@ -114,7 +123,7 @@ def test_scale_to_five_adds_members_everywhere():
     assert "controller-4=https://10.240.0.14:2380" in unit
     apiserver = step(graph, "controller-2", "kube-apiserver").input("create")
     assert "https://10.240.0.14:2379" in apiserver
-    assert len(graph.of_type("command:remote:Command")) == 5 * 7 + 1  # 7 steps a node, RBAC once
+    assert len(graph.of_type("command:remote:Command")) == 5 * 8 + 1  # 8 steps a node, RBAC once
 
 
 def test_healthz_proxy_step_follows_its_apiserver():

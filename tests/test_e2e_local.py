@@ -221,8 +221,8 @@ def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     artifacts[1]["sha256"] = "0" * 64  # kube-scheduler's digest no longer matches what the server has
     etcd = {"name": "etcd", "url": releases.etcd_url.format(version="v3.6.14"),
             "sha256": releases.sha256[("etcd", "v3.6.14")]}
-    script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3", etcd_version="v3.6.14",
-                    kubernetes=artifacts, etcd=etcd)
+    script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3",
+                    kubernetes=artifacts, etcd={**etcd, "version": "v3.6.14"})
     before = stack.host(0, "sha256sum /usr/local/bin/kube-apiserver /usr/local/bin/kube-scheduler").stdout
     result = stack.host(0, script, check=False, timeout=300)
     assert result.returncode != 0

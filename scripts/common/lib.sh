@@ -3,18 +3,19 @@
 
 log() { printf '[kthw %s] %s\n' "$(hostname)" "$*" >&2; }
 
-# wait_until TRIES DELAY WHAT CMD...: run CMD until it succeeds, at most TRIES times, DELAY s apart.
+# wait_until TRIES DELAY WHAT CMD...: run CMD until it succeeds, at most TRIES times, DELAY s apart (DELAY may
+# be a fraction: a fine poll keeps the bootstrap's critical path from waiting on a sleep).
 wait_until() {
-  local tries=$1 delay=$2 what=$3 i
+  local tries=$1 delay=$2 what=$3 i start=$SECONDS
   shift 3
   for ((i = 1; i <= tries; i++)); do
     if "$@" >/dev/null 2>&1; then
-      log "$what: ok after $i tries"
+      log "$what: ok after $i tries ($((SECONDS - start))s)"
       return 0
     fi
     sleep "$delay"
   done
-  log "$what: not ready after $tries tries ($((tries * delay))s)"
+  log "$what: not ready after $tries tries ($((SECONDS - start))s)"
   return 1
 }
 
