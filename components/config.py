@@ -1,7 +1,11 @@
 """Stack configuration (namespace `kthw:`), read and validated before any resource is registered."""
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -42,6 +46,10 @@ class StackConfig:
     cert_validity_hours: int = 8760
     etcd_heartbeat_ms: int = 100
     etcd_election_ms: int = 1000
+    etcd_backup_schedule: str = "hourly"  # systemd OnCalendar of the snapshot timer on every controller
+    etcd_backup_keep: int = 24  # snapshots kept per controller
+    etcd_restore_from: Optional[str] = None  # absolute path of a snapshot a new cluster starts from
+    encryption_key: Optional[str] = field(default=None, repr=False)  # base64 32 bytes; default: generated
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -119,8 +127,11 @@ def _is_dns_name(value: str) -> bool:
     )
 
 
-def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
-    """Build a StackConfig from a key getter (e.g. `pulumi.Config("kthw").get`); raise ConfigError."""
+def parse(get: Callable[[str], Optional[str]], stack: str = "",
+          is_secret: Callable[[str], bool] = lambda key: True) -> StackConfig:
+    """Build a StackConfig from a key getter (e.g. `pulumi.Config("kthw").get`); raise ConfigError.
+
+    `is_secret(key)` tells whether a key was set with --secret (keys that hold key material must be)."""
     r = _Reader(get)
     default_cloud = stack if stack in CLOUDS else None
     cloud = r.str("cloud", default_cloud)
@@ -194,6 +205,30 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
         r.fail("etcdElectionTimeout", f"must be at least 5 x etcdHeartbeatInterval ({5 * heartbeat} ms) "
                f"and at most 50000 ms, got {election}")
 
+    schedule = r.str("etcdBackupSchedule", "hourly")
+    if not re.fullmatch(r"[A-Za-z0-9*:,./~ -]{1,100}", schedule):
+        r.fail("etcdBackupSchedule", f"must be a systemd OnCalendar expression such as hourly or "
+               f"'*-*-* 00/6:00:00', got {schedule!r}")
+    keep = r.int("etcdBackupKeep", 24)
+    if not 1 <= keep <= 1000:
+        r.fail("etcdBackupKeep", f"must be between 1 and 1000 snapshots, got {keep}")
+    restore = r.str("etcdRestoreFrom")
+    if restore is not None:
+        restore = os.path.abspath(os.path.expanduser(restore))
+        if not os.path.isfile(restore):
+            r.fail("etcdRestoreFrom", f"must name an etcd snapshot file (scripts/etcd-backup makes one); "
+                   f"{restore} does not exist")
+    key = r.str("encryptionKey")
+    if key is not None:
+        if not is_secret("encryptionKey"):
+            r.fail("encryptionKey", "holds key material: set it with `pulumi config set --secret kthw:encryptionKey`")
+        try:
+            raw_key = base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raw_key = b""
+        if len(raw_key) != 32:
+            r.fail("encryptionKey", "must be 32 random bytes, base64-encoded (e.g. `head -c 32 /dev/urandom | base64`)")
+
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
@@ -202,9 +237,12 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "") -> StackConfig:
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
         health_check=health, cert_validity_hours=validity,
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
+        etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
     )
 
 
 def load() -> StackConfig:
     """Read and validate the current stack's `kthw:` config."""
-    return parse(pulumi.Config("kthw").get, pulumi.get_stack())
+    from pulumi.runtime.config import is_config_secret
+
+    return parse(pulumi.Config("kthw").get, pulumi.get_stack(), lambda key: is_config_secret(f"kthw:{key}"))

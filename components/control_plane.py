@@ -7,6 +7,7 @@ each script), and whose delete removes what it installed.
 """
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -16,6 +17,7 @@ import pulumi_command as command
 
 from components import host_files
 from components.drift import HostState, HostStateArgs
+from components.etcd_membership import EtcdMembership
 from components.config import StackConfig
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, api_server_url
 from components.pki import Pki
@@ -24,6 +26,7 @@ from components.render import content_hash, render, script
 from components.version_skew import VersionGate
 
 HEALTHZ_SITE_PATH = "/etc/nginx/sites-available/kubernetes-healthz"  # where scripts/nginx installs the site
+ETCD_BACKUP_DIR = "/var/backups/etcd"  # where kthw-etcd-backup.timer keeps its snapshots
 SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem https://127.0.0.1:6443/readyz"
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
@@ -83,8 +86,9 @@ class ControlPlane(pulumi.ComponentResource):
 
     # -- the order ---------------------------------------------------------------------------------
     def _bootstrap(self) -> command.local.Command:
-        """version gate -> certs + binaries -> etcd on every node -> etcd quorum -> apiserver on every node ->
-        controller-manager and scheduler (and the LB's health proxy) -> RBAC -> verify through the LB."""
+        """version gate -> certs + binaries (etcd's apart) -> etcd on every node (founding, joining or restoring
+        a snapshot) -> etcd quorum -> snapshot timer, and apiserver on every node -> controller-manager and
+        scheduler (and the LB's health proxy) -> RBAC -> verify through the LB."""
         hosts = self._infra.hosts
         # A version change the skew policy refuses fails here, in the preview, before any host is touched.
         gate = VersionGate(f"{self._name}-versions", self._cfg.kubernetes_version, self._cfg.etcd_version,
@@ -100,10 +104,18 @@ class ControlPlane(pulumi.ComponentResource):
         binaries = {h.name: self._step(h, "binaries", install_kubernetes, self._remove("binaries"),
                                        depends_on=ready) for h in hosts}
         files = {h.name: self._files_step(h, ready) for h in hosts}
-        etcd = {h.name: self._service(h, "etcd", depends_on=[etcd_binaries[h.name], files[h.name]])
+        # Founders bootstrap etcd together; a member added later joins the running cluster (scale-up).
+        founders = EtcdMembership(f"{self._name}-etcd-membership", {
+            h.name: h.instance_id or h.private_ip for h in hosts}, opts=pulumi.ResourceOptions(parent=self)).founders
+        restore = self._etcd_restore_source(hosts, ready)
+        etcd = {h.name: self._service(h, "etcd", depends_on=[etcd_binaries[h.name], files[h.name],
+                                                             *restore.get(h.name, [])],
+                                      prestart=self._etcd_membership(h, founders))
                 for h in hosts}
         etcd_ready = {h.name: self._step(h, "etcd-ready", self._etcd_wait(h), None,
                                          depends_on=list(etcd.values())) for h in hosts}
+        backups = [self._step(h, "etcd-backup", self._etcd_backup(), script("etcd/remove-backup.sh"),
+                              depends_on=[etcd_ready[h.name]]) for h in hosts]
         apiserver = {h.name: self._service(h, "kube-apiserver",
                                            depends_on=[*etcd_ready.values(), binaries[h.name], files[h.name]])
                      for h in hosts}
@@ -114,10 +126,10 @@ class ControlPlane(pulumi.ComponentResource):
             if self._infra.health_check == HealthCheckStyle.HTTP_HEALTHZ_PROXY:
                 after_apiserver.append(self._healthz_proxy(h, depends_on=[apiserver[h.name]]))
         rbac = self._rbac(hosts[0], depends_on=list(apiserver.values()))
-        return self._verify(depends_on=[rbac, *after_apiserver, *ready])
+        return self._verify(depends_on=[rbac, *after_apiserver, *backups, *ready])
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _step(self, host: ControllerHost, step: str, body: pulumi.Input[str], delete: Optional[str],
+    def _step(self, host: ControllerHost, step: str, body: pulumi.Input[str], delete: Optional[pulumi.Input[str]],
               depends_on: Sequence[pulumi.Resource], stdin: Optional[pulumi.Input[str]] = None,
               logging: Optional[command.remote.Logging] = None) -> command.remote.Command:
         """One remote step on one host: create and update run the same idempotent script.
@@ -135,7 +147,8 @@ class ControlPlane(pulumi.ComponentResource):
                 host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
                 private_key=host.ssh_private_key, dial_error_limit=30, per_dial_timeout=10),
             create=run, update=run,
-            delete=as_root(delete, f"{step}-delete") if delete else None,
+            delete=pulumi.Output.from_input(delete).apply(lambda d: as_root(d, f"{step}-delete"))
+            if delete is not None else None,
             stdin=stdin, logging=logging, add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on),
                                         custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m",
@@ -172,7 +185,8 @@ class ControlPlane(pulumi.ComponentResource):
         return self._step(host, "files", body, self._remove("files"), depends_on=ready,
                           stdin=host_files.payload(files), logging=command.remote.Logging.NONE)
 
-    def _service(self, host: ControllerHost, unit: str, depends_on: Sequence[pulumi.Resource]):
+    def _service(self, host: ControllerHost, unit: str, depends_on: Sequence[pulumi.Resource],
+                 prestart: pulumi.Input[str] = ""):
         """Install and (re)start one unit; the inputs hash covers its unit, its files and the release versions.
 
         Restarts of a running kube-* service are serialized across nodes by an etcd lock (rolling), while a
@@ -185,11 +199,12 @@ class ControlPlane(pulumi.ComponentResource):
                   "kube-controller-manager": CONTROLLER_MANAGER_HEALTHY, "kube-scheduler": SCHEDULER_HEALTHY}[unit]
         endpoints = pulumi.Output.all(*[h.private_ip for h in self._infra.hosts]).apply(
             _etcd_client_urls)
-        body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints).apply(
-            lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"),
+        body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints, prestart).apply(
+            lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"), prestart=v[3],
                              inputs_hash=content_hash(v[0], v[1], versions), no_block=unit == "etcd",
                              health=health, health_tries=_tries(180), poll=POLL_SECONDS, lock_endpoints="" if unit == "etcd" else v[2]))
-        delete = script("etcd/remove.sh") if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
+        delete = endpoints.apply(lambda e: render("etcd/remove.sh.j2", node_name=host.name, endpoints=e)) \
+            if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
         return self._step(host, unit, body, delete, depends_on=depends_on)
 
     def _unit(self, host: ControllerHost, unit: str) -> pulumi.Output[str]:
@@ -198,7 +213,6 @@ class ControlPlane(pulumi.ComponentResource):
         # The service-account issuer is the API's own URL (the LB's address or apiServerDnsName).
         return pulumi.Output.all(host.private_ip, ips, self.api_server_url).apply(lambda v: render(
             f"{unit}/{unit}.service.j2", node_name=host.name, node_ip=v[0],
-            initial_cluster=",".join(f"{h.name}=https://{ip}:2380" for h, ip in zip(hosts, v[1])),
             etcd_servers=_etcd_client_urls(v[1]),
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
@@ -223,6 +237,55 @@ class ControlPlane(pulumi.ComponentResource):
             name=host.name, host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
             private_key=host.ssh_private_key, expected=expected),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))
+
+    def _etcd_backup(self) -> str:
+        """The snapshot command, its service and its timer (kthw:etcdBackupSchedule, kthw:etcdBackupKeep)."""
+        cfg = self._cfg
+        backup = render("etcd/backup.sh.j2", backup_dir=ETCD_BACKUP_DIR, keep=cfg.etcd_backup_keep)
+        return render("etcd/install-backup.sh.j2", schedule=cfg.etcd_backup_schedule,
+                      backup_script=backup.rstrip("\n"),
+                      service_unit=script("etcd/kthw-etcd-backup.service").rstrip("\n"),
+                      timer_unit=render("etcd/kthw-etcd-backup.timer.j2", schedule=cfg.etcd_backup_schedule).rstrip("\n"))
+
+    def _restore(self) -> Optional[dict[str, str]]:
+        """The snapshot a new cluster starts from (kthw:etcdRestoreFrom): its digest and where hosts get it."""
+        path = self._cfg.etcd_restore_from
+        if not path:
+            return None
+        with open(path, "rb") as snapshot:
+            digest = hashlib.file_digest(snapshot, "sha256").hexdigest()
+        return {"source": path, "sha256": digest, "path": f"/var/tmp/kthw-etcd-restore-{digest[:12]}.db"}
+
+    def _etcd_restore_source(self, hosts: Sequence[ControllerHost],
+                             ready: Sequence[pulumi.Resource]) -> dict[str, list[pulumi.Resource]]:
+        """With kthw:etcdRestoreFrom, copy the snapshot to every host before its etcd starts."""
+        restore = self._restore()
+        if not restore:
+            return {}
+        return {h.name: [command.remote.CopyToRemote(
+            f"{self._name}-{h.name}-etcd-snapshot",
+            connection=command.remote.ConnectionArgs(
+                host=h.ssh_host, port=h.ssh_port, user=h.ssh_user, private_key=h.ssh_private_key,
+                dial_error_limit=30, per_dial_timeout=10),
+            source=pulumi.FileAsset(restore["source"]), remote_path=restore["path"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))] for h in hosts}
+
+    def _etcd_membership(self, host: ControllerHost, founders: pulumi.Output[list]) -> pulumi.Output[str]:
+        """The first-start part of the etcd step: found the cluster with the other founders, or join it."""
+        hosts = self._infra.hosts
+        ips = pulumi.Output.all(*[h.private_ip for h in hosts])
+
+        def membership(args: list) -> str:
+            founder_names, ips_now, me = set(args[0] or []), args[1], args[2]
+            peers = {h.name: f"https://{ip}:2380" for h, ip in zip(hosts, ips_now)}
+            return render("etcd/membership.sh.j2", node_name=host.name, node_ip=me,
+                          founder=host.name in founder_names,
+                          founders_cluster=",".join(f"{n}={u}" for n, u in peers.items() if n in founder_names),
+                          all_members=",".join(f"{n}={u}" for n, u in peers.items()),
+                          other_endpoints=_etcd_client_urls([ip for h, ip in zip(hosts, ips_now) if h is not host]),
+                          join_tries=_tries(120), poll=POLL_SECONDS, restore=restore)
+        restore = self._restore()
+        return pulumi.Output.all(founders, ips, host.private_ip).apply(membership)
 
     def _etcd_wait(self, host: ControllerHost) -> pulumi.Output[str]:
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in self._infra.hosts])

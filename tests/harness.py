@@ -134,6 +134,9 @@ class FakeCloud(pulumi_mocks.Mocks):
             outputs.update(result="p" * int(args.inputs.get("length", 16)))
         elif token == "random:index/randomBytes:RandomBytes":
             outputs.update(base64="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=", hex="00" * 32)
+        elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-etcd-membership"):
+            # EtcdMembership's create: every member founds the cluster (a fresh install).
+            outputs.update(founders=sorted(args.inputs.get("members") or {}))
         elif token.startswith("command:"):
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")

@@ -28,6 +28,10 @@ BAD = [
     ({"cloud": "local", "healthCheck": "icmp"}, "kthw:healthCheck", "https-readyz"),
     ({"cloud": "local", "certValidityHours": "0"}, "kthw:certValidityHours", "between 1"),
     ({"cloud": "local", "etcdElectionTimeout": "200"}, "kthw:etcdElectionTimeout", "5 x etcdHeartbeatInterval"),
+    ({"cloud": "local", "etcdBackupSchedule": "hourly; rm -rf /"}, "kthw:etcdBackupSchedule", "OnCalendar"),
+    ({"cloud": "local", "etcdBackupKeep": "0"}, "kthw:etcdBackupKeep", "between 1 and 1000"),
+    ({"cloud": "local", "etcdRestoreFrom": "/nonexistent/snapshot.db"}, "kthw:etcdRestoreFrom", "does not exist"),
+    ({"cloud": "local", "encryptionKey": "c2hvcnQ="}, "kthw:encryptionKey", "32 random bytes"),
 ]
 
 
@@ -84,3 +88,17 @@ def test_local_stack_without_a_toolchain_says_how_to_build_one(monkeypatch, tmp_
     assert isinstance(graph.error, ConfigError), graph.error
     assert "scripts/toolchain/build" in str(graph.error) and "kthw:kubernetesVersion" in str(graph.error)
     assert graph.resources == []
+
+
+def test_encryption_key_must_be_a_secret_and_a_restore_file_must_exist(tmp_path):
+    import base64
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    with pytest.raises(ConfigError) as err:
+        parse({"cloud": "local", "encryptionKey": key}.get, is_secret=lambda k: False)
+    assert "--secret kthw:encryptionKey" in str(err.value)
+    snapshot = tmp_path / "etcd.db"
+    snapshot.write_bytes(b"snapshot")
+    cfg = parse({"cloud": "local", "encryptionKey": key, "etcdRestoreFrom": str(snapshot)}.get)
+    assert cfg.encryption_key == key and cfg.etcd_restore_from == str(snapshot)
+    assert key not in repr(cfg)

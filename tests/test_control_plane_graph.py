@@ -123,7 +123,7 @@ def test_scale_to_five_adds_members_everywhere():
     assert "controller-4=https://10.240.0.14:2380" in unit
     apiserver = step(graph, "controller-2", "kube-apiserver").input("create")
     assert "https://10.240.0.14:2379" in apiserver
-    assert len(graph.of_type("command:remote:Command")) == 5 * 8 + 1  # 8 steps a node, RBAC once
+    assert len(graph.of_type("command:remote:Command")) == 5 * 9 + 1  # 9 steps a node, RBAC once
 
 
 def test_healthz_proxy_step_follows_its_apiserver():
@@ -132,3 +132,38 @@ def test_healthz_proxy_step_follows_its_apiserver():
         proxy = step(graph, node, "nginx-healthz")
         assert graph.reaches(proxy, step(graph, node, "kube-apiserver"))
         assert graph.reaches(graph.named("kthw-control-plane-verify"), proxy)
+
+
+def test_a_fresh_install_founds_etcd_with_every_member(graph):
+    for node in NODES:
+        script = step(graph, node, "etcd").input("create")
+        assert "ETCD_INITIAL_CLUSTER_STATE=new" in script and "members_ctl member add" not in script
+        assert ("controller-0=https://10.240.0.10:2380,controller-1=https://10.240.0.11:2380,"
+                "controller-2=https://10.240.0.12:2380") in script
+        unit = step(graph, node, "etcd").input("create").split("UNIT'")[1]
+        assert "initial-cluster=" not in unit  # membership lives in cluster.env, written before the first start
+
+
+def test_members_added_later_join_and_leaving_members_remove_themselves():
+    from components.etcd_membership import next_founders
+    from components.render import render
+
+    members = {f"controller-{i}": f"10.240.0.{10 + i}" for i in range(3)}
+    founders = sorted(members)
+    five = {**members, "controller-3": "10.240.0.13", "controller-4": "10.240.0.14"}
+    assert next_founders(founders, members, five) == founders          # 3 -> 5: the new two join
+    assert next_founders(founders, five, members) == founders          # 5 -> 3: founders stay
+    assert next_founders(founders, members, {"controller-0": "10.240.0.10"}) == ["controller-0"]
+    replaced = {**members, "controller-1": "new-instance"}
+    assert next_founders(founders, members, replaced) == ["controller-0", "controller-2"]  # a new host joins
+    join = render("etcd/membership.sh.j2", node_name="controller-3", node_ip="10.240.0.13", founder=False,
+                  founders_cluster="", all_members="controller-3=https://10.240.0.13:2380",
+                  other_endpoints="https://10.240.0.10:2379", join_tries=4, poll=0.25, restore=None)
+    assert "member add controller-3 --peer-urls=\"$etcd_peer\"" in join
+    assert "ETCD_INITIAL_CLUSTER_STATE=existing" in join and "ETCD_INITIAL_CLUSTER_STATE=new" not in join
+
+
+def test_etcd_delete_leaves_the_cluster_first(graph):
+    delete = step(graph, "controller-1", "etcd").input("delete")
+    assert delete.index("member remove") < delete.index("systemctl disable --now etcd")
+    assert "https://10.240.0.10:2379" in delete

@@ -75,43 +75,48 @@ def _has_bash_shebang(path: Path) -> bool:
 
 
 def units(graph):
+    """(step, unit file name, content) of every unit (UNIT heredoc) and timer (TIMER heredoc) a step installs."""
     for cmd in graph.of_type("command:remote:Command"):
-        match = re.search(r"<<'UNIT'\n(.*?)\nUNIT\n", cmd.input("create") or "", re.S)
-        if match:
-            yield cmd.name, match.group(1)
+        step = re.search(r"-controller-\d+-(.+)$", cmd.name)
+        if not step:
+            continue
+        name = "kthw-etcd-backup" if step.group(1) == "etcd-backup" else step.group(1)
+        for kind, suffix in (("UNIT", ".service"), ("TIMER", ".timer")):
+            match = re.search(rf"<<'{kind}'\n(.*?)\n{kind}\n", cmd.input("create") or "", re.S)
+            if match:
+                yield cmd.name, name + suffix, match.group(1)
 
 
 def test_units_pass_systemd_analyze_verify(graph, tmp_path):
     analyze = tool("systemd-analyze")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kthw-etcd-backup"):
         (bin_dir / name).write_text("#!/bin/sh\n")
         (bin_dir / name).chmod(0o755)
     seen = set()
-    for name, unit in units(graph):
-        unit_name = re.search(r"-controller-\d+-(.+)$", name).group(1) + ".service"
+    for name, unit_name, unit in units(graph):
         path = tmp_path / unit_name
-        path.write_text(unit.replace("/usr/local/bin/", f"{bin_dir}/"))
+        path.write_text(unit.replace("/usr/local/bin/", f"{bin_dir}/").replace("/usr/local/sbin/", f"{bin_dir}/"))
         result = subprocess.run([analyze, "verify", "--recursive-errors=no", "--man=no", str(path)],
                                 text=True, capture_output=True)
         assert result.returncode == 0 and not result.stderr.strip(), f"{name}:\n{result.stderr}"
         seen.add(unit_name)
     assert seen == {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
-                    "kube-scheduler.service"}
+                    "kube-scheduler.service", "kthw-etcd-backup.service", "kthw-etcd-backup.timer"}
 
 
 def test_units_use_no_removed_flags(graph):
     removed = ("--kubelet-https", "--experimental-encryption-provider-config", "--insecure-port",
                "--insecure-bind-address", "--runtime-config=api/all", "--apiserver-count", "--address=",
                "--port=", "--master=")
-    for name, unit in units(graph):
+    for name, _, unit in units(graph):
         for flag in removed:
             assert flag not in unit, f"{name} uses {flag}"
 
 
 def test_apiserver_flags(graph):
-    unit = dict(units(graph))["kthw-control-plane-controller-1-kube-apiserver"]
+    unit = {n: u for n, _, u in units(graph)}["kthw-control-plane-controller-1-kube-apiserver"]
     for flag in ("--service-account-issuer=https://k8s.example.com:6443",
                  "--service-account-signing-key-file=", "--service-account-key-file=",
                  "--service-cluster-ip-range=10.32.0.0/24", "--audit-policy-file=", "--audit-log-path=",
@@ -119,9 +124,9 @@ def test_apiserver_flags(graph):
                  "--etcd-servers=https://10.240.0.10:2379,https://10.240.0.11:2379,https://10.240.0.12:2379"):
         assert flag in unit
     for name in ("kube-controller-manager", "kube-scheduler"):
-        unit = dict(units(graph))[f"kthw-control-plane-controller-1-{name}"]
+        unit = {n: u for n, _, u in units(graph)}[f"kthw-control-plane-controller-1-{name}"]
         assert "--bind-address=127.0.0.1" in unit
-    cm = dict(units(graph))["kthw-control-plane-controller-1-kube-controller-manager"]
+    cm = {n: u for n, _, u in units(graph)}["kthw-control-plane-controller-1-kube-controller-manager"]
     assert "--leader-elect=true" in cm
 
 
@@ -181,3 +186,23 @@ def test_yaml_configs_parse_with_their_kind(graph):
     rbac = list(yaml.safe_load_all((Path(__file__).resolve().parent.parent / "scripts/rbac/rbac.yaml").read_text()))
     assert [d["kind"] for d in rbac] == ["ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding"]
     assert rbac[0]["metadata"]["name"] == "system:kube-apiserver-to-kubelet"
+
+
+def test_the_joining_etcd_step_passes_shellcheck():
+    """A scale-up renders the etcd step's join branch, which a fresh install's graph never shows."""
+    from fake_infra import build, config
+    from harness import FakeCloud, evaluate
+
+    class NoFounders(FakeCloud):
+        def new_resource(self, args):
+            rid, outputs = super().new_resource(args)
+            if args.name.endswith("-etcd-membership"):
+                outputs["founders"] = ["controller-0"]
+            return rid, outputs
+
+    joined = evaluate(lambda: build(config(controllerCount=3)), {"cloud": "local"}, mocks=NoFounders())
+    script = joined.named("kthw-control-plane-controller-2-etcd").input("create")
+    assert "members_ctl member add controller-2" in script
+    result = subprocess.run([tool("shellcheck"), "-s", "bash", "-"], input=body_of(script), text=True,
+                            capture_output=True)
+    assert result.returncode == 0, result.stdout

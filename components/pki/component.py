@@ -105,7 +105,10 @@ class Pki(pulumi.ComponentResource):
         # ID is "none" and its result a secret, so the 32-byte key is the SHA-256 of 64 random characters.
         seed = random.RandomPassword(f"{name}-encryption-key", length=64, special=False,
                                      opts=pulumi.ResourceOptions(parent=self))
-        self.encryption_config = pulumi.Output.secret(seed.result.apply(_encryption_key).apply(
+        # kthw:encryptionKey (a secret) overrides it: the key then outlives `pulumi destroy`, so a restored
+        # snapshot's Secrets stay readable (scripts/etcd-restore sets it from the backup).
+        key = pulumi.Output.secret(cfg.encryption_key) if cfg.encryption_key else seed.result.apply(_encryption_key)
+        self.encryption_config = pulumi.Output.secret(key.apply(
             lambda k: render("kube-apiserver/encryption-config.yaml.j2", provider=cfg.encryption_provider,
                              key_name="key1", key=k)))
 

@@ -10,13 +10,15 @@
 //	                        agentSocketPath, dialErrorLimit, perDialTimeout, hostKey}, create, update, delete,
 //	                        environment (needs the server's AcceptEnv), stdin, triggers, logging,
 //	                        addPreviousOutputInEnv -> stdout, stderr
+//	command:remote:CopyToRemote  connection, source (a file asset), remotePath, triggers: the file is written
+//	                        to remotePath over an SSH session (to a temporary name, then renamed)
 //
 // Semantics follow upstream: a change to `triggers` replaces the resource; any other change updates it in
 // place by running `update` (or `create` when there is no `update`); `delete` runs on delete with the last
 // state; stdout and stderr are captured (trailing newline trimmed) and, unless `logging` says otherwise, also
 // logged; PULUMI_COMMAND_STDOUT/STDERR carry the previous outputs unless addPreviousOutputInEnv is false; in a
 // preview nothing runs. Not implemented (an error says so): assetPaths/archivePaths, connection.proxy,
-// remote:CopyToRemote, remote:CopyFile and the functions.
+// CopyToRemote from an archive or a remote asset, remote:CopyFile and the functions.
 package main
 
 import (
@@ -55,6 +57,7 @@ var Version = "0.0.0"
 const (
 	localCommand  = "command:local:Command"
 	remoteCommand = "command:remote:Command"
+	copyToRemote  = "command:remote:CopyToRemote"
 	envStdout     = "PULUMI_COMMAND_STDOUT"
 	envStderr     = "PULUMI_COMMAND_STDERR"
 )
@@ -95,11 +98,11 @@ func resourceType(urn string) string {
 
 func checkType(urn string) error {
 	switch t := resourceType(urn); t {
-	case localCommand, remoteCommand:
+	case localCommand, remoteCommand, copyToRemote:
 		return nil
 	default:
-		return fmt.Errorf("%s is not implemented by kthw's command provider (only %s and %s are)",
-			t, localCommand, remoteCommand)
+		return fmt.Errorf("%s is not implemented by kthw's command provider (only %s, %s and %s are)",
+			t, localCommand, remoteCommand, copyToRemote)
 	}
 }
 
@@ -138,7 +141,16 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 				Reason: "not supported by kthw's command provider"})
 		}
 	}
-	if resourceType(req.GetUrn()) == remoteCommand {
+	if resourceType(req.GetUrn()) == copyToRemote {
+		if src := plain(news["source"]); !src.ContainsUnknowns() && (!src.IsAsset() || src.AssetValue().Path == "") {
+			failures = append(failures, &pulumirpc.CheckFailure{Property: "source",
+				Reason: "kthw's command provider copies a file asset (pulumi.FileAsset) only"})
+		}
+		if p, ok := str(news, "remotePath"); !ok || p == "" {
+			failures = append(failures, &pulumirpc.CheckFailure{Property: "remotePath", Reason: "required"})
+		}
+	}
+	if t := resourceType(req.GetUrn()); t == remoteCommand || t == copyToRemote {
 		conn, ok := news["connection"]
 		switch {
 		case !ok || conn.IsNull():
@@ -258,6 +270,18 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 		return nil, err
 	}
 	state := news.Copy()
+	if resourceType(req.GetUrn()) == copyToRemote {
+		if !req.GetPreview() {
+			if err := copyFile(ctx, news); err != nil {
+				return nil, err
+			}
+		}
+		props, err := marshal(state)
+		if err != nil {
+			return nil, err
+		}
+		return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+	}
 	if req.GetPreview() {
 		state["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
 		state["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
@@ -294,6 +318,18 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 		return nil, err
 	}
 	state := news.Copy()
+	if resourceType(req.GetUrn()) == copyToRemote {
+		if !req.GetPreview() {
+			if err := copyFile(ctx, news); err != nil {
+				return nil, err
+			}
+		}
+		props, err := marshal(state)
+		if err != nil {
+			return nil, err
+		}
+		return &pulumirpc.UpdateResponse{Properties: props}, nil
+	}
 	for _, k := range []resource.PropertyKey{"stdout", "stderr"} {
 		if v, ok := olds[k]; ok {
 			state[k] = v
@@ -447,6 +483,49 @@ func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map
 	select {
 	case err := <-done:
 		return err
+	case <-ctx.Done():
+		_ = session.Signal(ssh.SIGTERM)
+		return ctx.Err()
+	}
+}
+
+// copyFile writes the source file asset to remotePath on the connection's host: streamed into a temporary
+// name beside it, then renamed, so a half-copied file never has the final name. As upstream, delete leaves
+// the remote file.
+func copyFile(ctx context.Context, in resource.PropertyMap) error {
+	src := plain(in["source"])
+	if !src.IsAsset() || src.AssetValue().Path == "" {
+		return errors.New("CopyToRemote: source must be a file asset")
+	}
+	remotePath, _ := str(in, "remotePath")
+	f, err := os.Open(src.AssetValue().Path)
+	if err != nil {
+		return fmt.Errorf("CopyToRemote: %w", err)
+	}
+	defer f.Close()
+	client, err := dial(ctx, plain(in["connection"]).ObjectValue())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	session, err := client.NewSession()
+	if err != nil {
+		return err
+	}
+	defer session.Close()
+	quoted := "'" + strings.ReplaceAll(remotePath, "'", `'\''`) + "'"
+	var stderr bytes.Buffer
+	session.Stdin, session.Stderr = f, &stderr
+	done := make(chan error, 1)
+	go func() {
+		done <- session.Run("umask 077 && cat > " + quoted + ".part && mv -f " + quoted + ".part " + quoted)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("CopyToRemote to %s: %w: %s", remotePath, err, stderr.String())
+		}
+		return nil
 	case <-ctx.Done():
 		_ = session.Signal(ssh.SIGTERM)
 		return ctx.Err()
