@@ -50,6 +50,10 @@ class StackConfig:
     etcd_backup_keep: int = 24  # snapshots kept per controller
     etcd_restore_from: Optional[str] = None  # absolute path of a snapshot a new cluster starts from
     encryption_key: Optional[str] = field(default=None, repr=False)  # base64 32 bytes; default: generated
+    # A rotation's other keys (scripts/rotate-encryption-key): the next one, readable before any apiserver
+    # writes with it; the previous one, readable until every Secret is rewritten with the new key.
+    encryption_key_next: Optional[str] = field(default=None, repr=False)
+    encryption_key_previous: Optional[str] = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -218,16 +222,24 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         if not os.path.isfile(restore):
             r.fail("etcdRestoreFrom", f"must name an etcd snapshot file (scripts/etcd-backup makes one); "
                    f"{restore} does not exist")
-    key = r.str("encryptionKey")
-    if key is not None:
-        if not is_secret("encryptionKey"):
-            r.fail("encryptionKey", "holds key material: set it with `pulumi config set --secret kthw:encryptionKey`")
+    keys = {name: r.str(name) for name in ("encryptionKey", "encryptionKeyNext", "encryptionKeyPrevious")}
+    for name, value in keys.items():
+        if value is None:
+            continue
+        if not is_secret(name):
+            r.fail(name, f"holds key material: set it with `pulumi config set --secret kthw:{name}`")
         try:
-            raw_key = base64.b64decode(key, validate=True)
+            raw_key = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raw_key = b""
         if len(raw_key) != 32:
-            r.fail("encryptionKey", "must be 32 random bytes, base64-encoded (e.g. `head -c 32 /dev/urandom | base64`)")
+            r.fail(name, "must be 32 random bytes, base64-encoded (e.g. `head -c 32 /dev/urandom | base64`)")
+    for name in ("encryptionKeyNext", "encryptionKeyPrevious"):
+        if keys[name] is not None and keys["encryptionKey"] is None:
+            r.fail(name, "needs kthw:encryptionKey (the key that encrypts now): see scripts/rotate-encryption-key")
+        elif keys[name] is not None and keys[name] == keys["encryptionKey"]:
+            r.fail(name, "must differ from kthw:encryptionKey")
+    key = keys["encryptionKey"]
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -238,6 +250,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         health_check=health, cert_validity_hours=validity,
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
         etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
+        encryption_key_next=keys["encryptionKeyNext"], encryption_key_previous=keys["encryptionKeyPrevious"],
     )
 
 

@@ -88,7 +88,7 @@ class ControlPlane(pulumi.ComponentResource):
     def _bootstrap(self) -> command.local.Command:
         """version gate -> certs + binaries (etcd's apart) -> etcd on every node (founding, joining or restoring
         a snapshot) -> etcd quorum -> snapshot timer, and apiserver on every node -> controller-manager and
-        scheduler (and the LB's health proxy) -> RBAC -> verify through the LB."""
+        scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a new key -> verify through the LB."""
         hosts = self._infra.hosts
         # A version change the skew policy refuses fails here, in the preview, before any host is touched.
         gate = VersionGate(f"{self._name}-versions", self._cfg.kubernetes_version, self._cfg.etcd_version,
@@ -126,7 +126,8 @@ class ControlPlane(pulumi.ComponentResource):
             if self._infra.health_check == HealthCheckStyle.HTTP_HEALTHZ_PROXY:
                 after_apiserver.append(self._healthz_proxy(h, depends_on=[apiserver[h.name]]))
         rbac = self._rbac(hosts[0], depends_on=list(apiserver.values()))
-        return self._verify(depends_on=[rbac, *after_apiserver, *backups, *ready])
+        rewrite = self._rewrite_secrets(hosts[0], depends_on=list(apiserver.values()))
+        return self._verify(depends_on=[rbac, rewrite, *after_apiserver, *backups, *ready])
 
     # -- steps ---------------------------------------------------------------------------------------
     def _step(self, host: ControllerHost, step: str, body: pulumi.Input[str], delete: Optional[pulumi.Input[str]],
@@ -189,8 +190,8 @@ class ControlPlane(pulumi.ComponentResource):
                  prestart: pulumi.Input[str] = ""):
         """Install and (re)start one unit; the inputs hash covers its unit, its files and the release versions.
 
-        Restarts of a running kube-* service are serialized across nodes by an etcd lock (rolling), while a
-        first start is not, so a fresh install brings every node up in parallel.
+        Restarts of a running service (etcd included: new certs) are serialized across nodes by an etcd lock
+        (rolling), while a first start is not, so a fresh install brings every node up in parallel.
         """
         unit_content = self._units[host.name][unit]
         files = self._groups[host.name].get(unit, {})
@@ -202,7 +203,7 @@ class ControlPlane(pulumi.ComponentResource):
         body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints, prestart).apply(
             lambda v: render("common/service.sh.j2", unit=unit, unit_content=v[0].rstrip("\n"), prestart=v[3],
                              inputs_hash=content_hash(v[0], v[1], versions), no_block=unit == "etcd",
-                             health=health, health_tries=_tries(180), poll=POLL_SECONDS, lock_endpoints="" if unit == "etcd" else v[2]))
+                             health=health, health_tries=_tries(180), poll=POLL_SECONDS, lock_endpoints=v[2]))
         delete = endpoints.apply(lambda e: render("etcd/remove.sh.j2", node_name=host.name, endpoints=e)) \
             if unit == "etcd" else render("common/remove-service.sh.j2", unit=unit)
         return self._step(host, unit, body, delete, depends_on=depends_on)
@@ -307,6 +308,13 @@ class ControlPlane(pulumi.ComponentResource):
         body = render("rbac/apply.sh.j2", manifest=manifest.rstrip("\n"), manifest_hash=content_hash(manifest),
                       tries=_tries(180), poll=POLL_SECONDS)
         return self._step(host, "rbac", body, script("rbac/remove.sh"), depends_on=depends_on)
+
+    def _rewrite_secrets(self, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> command.remote.Command:
+        """After every apiserver encrypts with a new key, store every Secret again with it (once per key)."""
+        body = self._pki.encryption_key_name.apply(lambda name: render(
+            "kube-apiserver/rewrite-secrets.sh.j2", key_name=name, tries=_tries(180), poll=POLL_SECONDS))
+        return self._step(host, "rewrite-secrets", body, "rm -f /var/lib/kubernetes/.secrets-encrypted-with\n",
+                          depends_on=depends_on)
 
     def _verify(self, depends_on: Sequence[pulumi.Resource]) -> command.local.Command:
         """GET /version through the load balancer from where Pulumi runs, trusting only the cluster CA."""

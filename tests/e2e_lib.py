@@ -61,7 +61,9 @@ class LocalStack:
         base = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text()) or {}
         path = self.project / f"Pulumi.{self.name}.yaml"
         existing = yaml.safe_load(path.read_text()) if path.exists() else {}
-        config = {**base.get("config", {}), **{k if ":" in k else f"kthw:{k}": v for k, v in self.config.items()}}
+        # Keys a script set in the stack file (e.g. secrets by scripts/rotate-encryption-key) stay.
+        config = {**(existing or {}).get("config", {}), **base.get("config", {}),
+                  **{k if ":" in k else f"kthw:{k}": v for k, v in self.config.items()}}
         document = {**(existing or {}), "config": config}
         path.write_text(yaml.safe_dump(document, sort_keys=True))
 

@@ -102,3 +102,17 @@ def test_encryption_key_must_be_a_secret_and_a_restore_file_must_exist(tmp_path)
     cfg = parse({"cloud": "local", "encryptionKey": key, "etcdRestoreFrom": str(snapshot)}.get)
     assert cfg.encryption_key == key and cfg.etcd_restore_from == str(snapshot)
     assert key not in repr(cfg)
+
+
+def test_rotation_keys_need_the_current_key_and_differ_from_it():
+    import base64
+
+    a, b = (base64.b64encode(bytes([n]) * 32).decode() for n in (1, 2))
+    with pytest.raises(ConfigError) as err:
+        parse({"cloud": "local", "encryptionKeyNext": b}.get)
+    assert "kthw:encryptionKeyNext needs kthw:encryptionKey" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse({"cloud": "local", "encryptionKey": a, "encryptionKeyPrevious": a}.get)
+    assert "kthw:encryptionKeyPrevious must differ" in str(err.value)
+    cfg = parse({"cloud": "local", "encryptionKey": a, "encryptionKeyNext": b}.get)
+    assert (cfg.encryption_key, cfg.encryption_key_next, cfg.encryption_key_previous) == (a, b, None)

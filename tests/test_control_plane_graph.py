@@ -123,7 +123,7 @@ def test_scale_to_five_adds_members_everywhere():
     assert "controller-4=https://10.240.0.14:2380" in unit
     apiserver = step(graph, "controller-2", "kube-apiserver").input("create")
     assert "https://10.240.0.14:2379" in apiserver
-    assert len(graph.of_type("command:remote:Command")) == 5 * 9 + 1  # 9 steps a node, RBAC once
+    assert len(graph.of_type("command:remote:Command")) == 5 * 9 + 2  # 9 steps a node, RBAC and the Secrets rewrite once
 
 
 def test_healthz_proxy_step_follows_its_apiserver():

@@ -152,3 +152,120 @@ def test_scale_back_to_three_removes_members_first(stack):
     assert secret_value(stack) == "kept-across-day-2"
     health = stack.host(0, f"{ETCDCTL} endpoint health --cluster")
     assert health.stdout.count("is healthy") == 3
+
+
+def served_certificate(stack: LocalStack, index: int) -> str:
+    """The PEM the apiserver on controller-<index> serves (fetched from here, not through the LB)."""
+    return ssl.get_server_certificate((stack.layout().hosts[index].ip, 6443), timeout=10)
+
+
+def openssl(*args: str, stdin: str = "") -> str:
+    import subprocess
+
+    result = subprocess.run(["openssl", *args], input=stdin, text=True, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_renewed_certificates_roll_out_like_an_upgrade(stack, tmp_path):
+    before = [openssl("x509", "-noout", "-enddate", stdin=served_certificate(stack, i)) for i in range(3)]
+    expiry = stack.outputs()["certificateExpiry"]
+    stack.set_config(certValidityHours="4380")
+    with probing(stack, "certificate renewal"):
+        stack.up(label="up (renew certificates: 8760 h -> 4380 h)")
+    assert GAPS["certificate renewal"] <= PROBE_INTERVAL
+    renewed = stack.outputs()["certificateExpiry"]
+    assert renewed["ca"] == expiry["ca"], "a leaf renewal must not re-issue the CA"
+    assert renewed["apiserver"] < expiry["apiserver"] and renewed["etcd-ca"] == expiry["etcd-ca"]
+    ca = tmp_path / "ca.pem"
+    ca.write_text(stack.ca_pem())
+    for i in range(3):
+        pem = served_certificate(stack, i)
+        assert openssl("x509", "-noout", "-enddate", stdin=pem) != before[i], f"controller-{i} serves the old cert"
+        served = tmp_path / f"apiserver-{i}.pem"
+        served.write_text(pem)
+        assert openssl("verify", "-CAfile", str(ca), str(served)).endswith(": OK")
+    assert members(stack) == [f"controller-{i}" for i in range(3)]
+    assert secret_value(stack) == "kept-across-day-2"
+
+
+def stored_prefix(stack: LocalStack) -> str:
+    return stack.host(0, f"{ETCDCTL} get /registry/secrets/day2/before --print-value-only | head -c 38").stdout
+
+
+def test_encryption_key_rotation_keeps_secrets_readable(stack):
+    import subprocess
+
+    from e2e_lib import ROOT
+
+    old = stored_prefix(stack)
+    assert old.startswith("k8s:enc:secretbox:v1:key-"), old
+    with probing(stack, "encryption key rotation"):
+        result = subprocess.run([str(ROOT / "scripts/rotate-encryption-key"), "--stack", stack.name], env=stack.env,
+                                text=True, capture_output=True, timeout=1800, stdin=subprocess.DEVNULL)
+    stack.logs[f"{len(stack.logs)}: rotate-encryption-key"] = result.stdout + result.stderr
+    (stack.workdir / "admin.kubeconfig").unlink(missing_ok=True)
+    assert result.returncode == 0, result.stderr[-5000:]
+    print("\n" + "\n".join(line for line in result.stderr.splitlines() if line.startswith("rotation ")))
+    assert GAPS["encryption key rotation"] <= PROBE_INTERVAL
+    new = stored_prefix(stack)
+    assert new.startswith("k8s:enc:secretbox:v1:key-") and new != old, (old, new)
+    for i in range(3):
+        config = stack.host(i, "grep -c 'secret:' /var/lib/kubernetes/encryption-config.yaml").stdout.strip()
+        assert config == "1", f"controller-{i} still has {config} keys"
+    assert secret_value(stack) == "kept-across-day-2"
+
+
+def test_the_snapshot_timer_is_scheduled_and_its_service_takes_a_snapshot(stack):
+    for i in range(3):
+        assert stack.host(i, "systemctl is-enabled kthw-etcd-backup.timer").stdout.strip() == "enabled"
+        assert stack.host(i, "systemctl is-active kthw-etcd-backup.timer").stdout.strip() == "active"
+    stack.host(1, "systemctl start kthw-etcd-backup.service", timeout=180)
+    listing = stack.host(1, "ls /var/backups/etcd").stdout.split()
+    assert any(name.startswith("etcd-controller-1-") and name.endswith(".db") for name in listing), listing
+    status = stack.host(1, "etcdutl snapshot status \"$(ls -1t /var/backups/etcd/*.db | head -n1)\" -w json").stdout
+    assert '"totalKey"' in status
+
+
+def test_backup_destroy_up_restore_brings_the_data_back(stack, tmp_path):
+    import subprocess
+
+    from e2e_lib import ROOT
+
+    def script(name: str, *args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(ROOT / "scripts" / name), *args, "--stack", stack.name], env=stack.env,
+                                text=True, capture_output=True, timeout=1800, stdin=subprocess.DEVNULL)
+        stack.logs[f"{len(stack.logs)}: {name}"] = result.stdout + result.stderr
+        assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        return result
+
+    stack.kubectl("-n", "day2", "create", "configmap", "marker", "--from-literal=written=before-the-backup")
+    snapshot = Path(script("etcd-backup", str(tmp_path)).stdout.strip().splitlines()[-1])
+    assert snapshot.is_file() and snapshot.stat().st_size > 0
+    key_file = Path(f"{snapshot}.encryption-config.yaml")
+    assert key_file.stat().st_mode & 0o077 == 0, "the encryption key must be readable by its owner only"
+    stack.kubectl("-n", "day2", "create", "configmap", "after", "--from-literal=written=after-the-backup")
+
+    stack.pulumi("destroy", "--yes", "--skip-preview", label="destroy (before restore)")
+    start = time.monotonic()
+    script("etcd-restore", str(snapshot))
+    stack.timings["restore (up from snapshot + up)"] = round(time.monotonic() - start, 1)
+    (stack.workdir / "admin.kubeconfig").unlink(missing_ok=True)  # a new CA came with the new stack
+
+    assert stack.kubectl("get", "namespace", "day2", "-o", "name").stdout.strip() == "namespace/day2"
+    assert secret_value(stack) == "kept-across-day-2"
+    marker = stack.kubectl("-n", "day2", "get", "configmap", "marker", "-o", "jsonpath={.data.written}").stdout
+    assert marker == "before-the-backup"
+    after = stack.kubectl("-n", "day2", "get", "configmap", "after", check=False)
+    assert after.returncode != 0 and "NotFound" in after.stderr  # the snapshot's data, not the old cluster's
+    assert members(stack) == [f"controller-{i}" for i in range(3)]
+    assert stack.host(0, "ls /var/tmp").stdout.count("kthw-etcd-restore") == 0  # the copied snapshot is gone
+    export = stack.pulumi("stack", "export", timeout=120).stdout
+    assert "etcdRestoreFrom" not in (stack.project / f"Pulumi.{stack.name}.yaml").read_text()
+    assert key_file.read_text().split("secret: ")[1].split()[0] not in export
+
+
+def test_destroy_leaves_nothing(stack):
+    from test_e2e_local import test_destroy_leaves_nothing as check
+
+    check(stack)

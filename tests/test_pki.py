@@ -102,3 +102,32 @@ def test_keys_are_ecdsa(graph):
     expected = len(table.CAS) + (len(table.CERTS) - per_node) + 3 * per_node + 1  # +1: service account
     assert len(keys) == expected == 19
     assert {k.input("algorithm") for k in keys} == {"ECDSA"}
+
+
+def test_encryption_config_during_a_rotation_decrypts_with_every_key_and_encrypts_with_the_first():
+    import base64
+
+    import pulumi
+    import yaml
+
+    from components.pki.component import encryption_key_name
+    from harness import SECRET_SIG, SIG_KEY, unwrap
+
+    current, upcoming = (base64.b64encode(bytes([n]) * 32).decode() for n in (7, 8))
+
+    def program():
+        _, pki, plane = build(config(encryptionKey=current, encryptionKeyNext=upcoming))
+        pulumi.export("encryption", pki.encryption_config)
+        pulumi.export("name", pki.encryption_key_name)
+
+    graph = evaluate(program, {"cloud": "local"})
+    exported = graph.stack_outputs["encryption"]
+    assert isinstance(exported, dict) and exported.get(SIG_KEY) == SECRET_SIG
+    providers = yaml.safe_load(unwrap(exported))["resources"][0]["providers"]
+    keys = providers[0]["secretbox"]["keys"]
+    assert [k["secret"] for k in keys] == [current, upcoming]
+    assert [k["name"] for k in keys] == [encryption_key_name(current), encryption_key_name(upcoming)]
+    assert providers[1] == {"identity": {}}
+    assert graph.stack_outputs["name"] == encryption_key_name(current)  # not a secret: a digest of the key
+    rewrite = graph.named("kthw-control-plane-controller-0-rewrite-secrets").input("create")
+    assert encryption_key_name(current) in rewrite and current not in rewrite

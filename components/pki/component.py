@@ -35,6 +35,15 @@ class PkiArgs:
     extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
+CA_VALIDITY_HOURS = 87600  # ten years, as kubeadm's CAs
+
+
+def encryption_key_name(key: str) -> str:
+    """A key's name in the encryption config: derived from the key, so the same key always has the same name
+    (stored Secrets carry it), and two keys never share one."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def _encryption_key(seed: str) -> str:
     """A 32-byte key (base64) for secretbox/aesgcm/aescbc from a random seed."""
     return base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode()
@@ -64,6 +73,7 @@ class Pki(pulumi.ComponentResource):
     service_account_public_pem: pulumi.Output[str]
     kubeconfigs: dict[str, pulumi.Output[str]]
     encryption_config: pulumi.Output[str]
+    encryption_key_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: PkiArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("kthw:pki:Pki", name, None, opts)
@@ -106,11 +116,16 @@ class Pki(pulumi.ComponentResource):
         seed = random.RandomPassword(f"{name}-encryption-key", length=64, special=False,
                                      opts=pulumi.ResourceOptions(parent=self))
         # kthw:encryptionKey (a secret) overrides it: the key then outlives `pulumi destroy`, so a restored
-        # snapshot's Secrets stay readable (scripts/etcd-restore sets it from the backup).
+        # snapshot's Secrets stay readable (scripts/etcd-restore sets it from the backup). During a rotation
+        # (scripts/rotate-encryption-key) the next and the previous key decrypt too; the first one encrypts.
         key = pulumi.Output.secret(cfg.encryption_key) if cfg.encryption_key else seed.result.apply(_encryption_key)
-        self.encryption_config = pulumi.Output.secret(key.apply(
-            lambda k: render("kube-apiserver/encryption-config.yaml.j2", provider=cfg.encryption_provider,
-                             key_name="key1", key=k)))
+        others = [k for k in (cfg.encryption_key_next, cfg.encryption_key_previous) if k]
+        keys = pulumi.Output.all(key, *others).apply(lambda ks: [{"name": encryption_key_name(k), "secret": k}
+                                                                 for k in ks])
+        self.encryption_config = pulumi.Output.secret(keys.apply(
+            lambda ks: render("kube-apiserver/encryption-config.yaml.j2", provider=cfg.encryption_provider, keys=ks)))
+        # The encrypting key's name (a digest of it: it is in every stored Secret's prefix; not secret).
+        self.encryption_key_name = pulumi.Output.unsecret(key.apply(encryption_key_name))
 
         self.register_outputs({
             "caCertPem": self.cas["ca"].cert_pem,
@@ -127,7 +142,9 @@ class Pki(pulumi.ComponentResource):
         cert = tls.SelfSignedCert(
             f"{self._name}-{spec.name}", private_key_pem=key.private_key_pem, is_ca_certificate=True,
             subject=tls.SelfSignedCertSubjectArgs(common_name=spec.common_name),
-            validity_period_hours=self._validity * 10, early_renewal_hours=self._validity,
+            # Leaf validity (kthw:certValidityHours) never re-issues a CA: a new trust root cannot roll out
+            # node by node. A CA's expiry is a stack output (certificateExpiry).
+            validity_period_hours=CA_VALIDITY_HOURS,
             allowed_uses=list(table.CA_USES), set_subject_key_id=True,
             opts=pulumi.ResourceOptions(parent=self))
         return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
