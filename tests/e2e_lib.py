@@ -36,6 +36,24 @@ def toolchain_ready() -> Optional[str]:
     return None
 
 
+def new_stack(name: str, node_cidr: str) -> "LocalStack":
+    """A fresh scratch stack of 3 controllers in `node_cidr`; skips (or fails, with KTHW_REQUIRE_TOOLCHAIN=1)
+    when the local stack cannot run here."""
+    import tempfile
+
+    import pytest
+
+    reason = toolchain_ready()
+    if reason:
+        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    workdir = Path(tempfile.mkdtemp(prefix=f"kthw-{name}-", dir="/tmp"))
+    stack = LocalStack(name, workdir, {"cloud": "local", "nodeCidr": node_cidr, "controllerCount": "3"})
+    stack.init()
+    return stack
+
+
 @dataclass
 class LocalStack:
     """One scratch local stack: `pulumi` runs it, `host` runs commands inside its controllers."""

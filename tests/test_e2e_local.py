@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from e2e_lib import LocalStack, toolchain_ready
+from e2e_lib import LocalStack, new_stack
 
 pytestmark = pytest.mark.e2e
 NODE_CIDR = "198.18.0.128/25"  # inside 198.18.0.0/24, apart from a user's own local stack at .10-.12
@@ -20,14 +19,7 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def stack():
-    reason = toolchain_ready()
-    if reason:
-        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    workdir = Path(tempfile.mkdtemp(prefix="kthw-e2e-", dir="/tmp"))
-    s = LocalStack("e2e", workdir, {"cloud": "local", "nodeCidr": NODE_CIDR, "controllerCount": "3"})
-    s.init()
+    s = new_stack("e2e", NODE_CIDR)
     yield s
     TIMINGS.update(s.timings)
     print("\n[e2e timings, seconds] " + ", ".join(f"{k}: {v}" for k, v in s.timings.items()))

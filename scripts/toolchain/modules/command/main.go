@@ -452,9 +452,9 @@ func runLocal(ctx context.Context, cmd string, in resource.PropertyMap, env map[
 	return c.Run()
 }
 
-func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map[string]string, stdin string,
-	stdout, stderr io.Writer,
-) error {
+// runSession runs cmd in one SSH session on the connection's host, after `setup` prepared the session
+// (environment, stdin, outputs); a cancelled context sends SIGTERM and returns.
+func runSession(ctx context.Context, in resource.PropertyMap, cmd string, setup func(*ssh.Session) error) error {
 	client, err := dial(ctx, plain(in["connection"]).ObjectValue())
 	if err != nil {
 		return err
@@ -465,19 +465,9 @@ func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map
 		return err
 	}
 	defer session.Close()
-	for k, v := range env {
-		if err := session.Setenv(k, v); err != nil {
-			if k == envStdout || k == envStderr {
-				continue // as upstream: a warning only
-			}
-			return fmt.Errorf("could not set environment variable %q (the SSH server must accept it with "+
-				"AcceptEnv): %w", k, err)
-		}
+	if err := setup(session); err != nil {
+		return err
 	}
-	if stdin != "" {
-		session.Stdin = strings.NewReader(stdin)
-	}
-	session.Stdout, session.Stderr = stdout, stderr
 	done := make(chan error, 1)
 	go func() { done <- session.Run(cmd) }()
 	select {
@@ -487,6 +477,27 @@ func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map
 		_ = session.Signal(ssh.SIGTERM)
 		return ctx.Err()
 	}
+}
+
+func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map[string]string, stdin string,
+	stdout, stderr io.Writer,
+) error {
+	return runSession(ctx, in, cmd, func(session *ssh.Session) error {
+		for k, v := range env {
+			if err := session.Setenv(k, v); err != nil {
+				if k == envStdout || k == envStderr {
+					continue // as upstream: a warning only
+				}
+				return fmt.Errorf("could not set environment variable %q (the SSH server must accept it with "+
+					"AcceptEnv): %w", k, err)
+			}
+		}
+		if stdin != "" {
+			session.Stdin = strings.NewReader(stdin)
+		}
+		session.Stdout, session.Stderr = stdout, stderr
+		return nil
+	})
 }
 
 // copyFile writes the source file asset to remotePath on the connection's host: streamed into a temporary
@@ -503,33 +514,17 @@ func copyFile(ctx context.Context, in resource.PropertyMap) error {
 		return fmt.Errorf("CopyToRemote: %w", err)
 	}
 	defer f.Close()
-	client, err := dial(ctx, plain(in["connection"]).ObjectValue())
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	session, err := client.NewSession()
-	if err != nil {
-		return err
-	}
-	defer session.Close()
 	quoted := "'" + strings.ReplaceAll(remotePath, "'", `'\''`) + "'"
 	var stderr bytes.Buffer
-	session.Stdin, session.Stderr = f, &stderr
-	done := make(chan error, 1)
-	go func() {
-		done <- session.Run("umask 077 && cat > " + quoted + ".part && mv -f " + quoted + ".part " + quoted)
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("CopyToRemote to %s: %w: %s", remotePath, err, stderr.String())
-		}
-		return nil
-	case <-ctx.Done():
-		_ = session.Signal(ssh.SIGTERM)
-		return ctx.Err()
+	err = runSession(ctx, in, "umask 077 && cat > "+quoted+".part && mv -f "+quoted+".part "+quoted,
+		func(session *ssh.Session) error {
+			session.Stdin, session.Stderr = f, &stderr
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("CopyToRemote to %s: %w: %s", remotePath, err, stderr.String())
 	}
+	return nil
 }
 
 func num(m resource.PropertyMap, key resource.PropertyKey, def int) int {
