@@ -56,10 +56,16 @@ def lb_alive(layout: LocalLayout) -> bool:
 
 
 def file_server_alive(layout: LocalLayout, root: Optional[Path] = None) -> bool:
-    marker = f"http.server --bind {layout.gateway}"
-    if root is not None:
-        marker += f" --directory {root} {layout.file_server_port}"
-    return pid_alive(layout.file_server_dir / "http.pid", marker)
+    config = layout.file_server_dir / "nginx.conf"
+    if not pid_alive(layout.file_server_dir / "http.pid", f"-c {config}"):
+        return False
+    if root is None:
+        return True
+    try:
+        text = config.read_text()
+    except OSError:
+        return False
+    return f"root {root};" in text and f"listen {layout.gateway}:{layout.file_server_port};" in text
 
 
 def generation(path: Path, alive: bool) -> str:
