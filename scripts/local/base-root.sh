@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cache="${KTHW_CACHE:-$HOME/.cache/kthw}/rootfs"
 suite="${KTHW_SUITE:-bookworm}"
-RECIPE=2
+RECIPE=3
 
 log() { printf '[base-root] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -85,6 +85,9 @@ mask apt-daily.service apt-daily.timer apt-daily-upgrade.service apt-daily-upgra
   e2scrub_reap.service fstrim.service fstrim.timer man-db.service man-db.timer logrotate.timer \
   console-getty.service getty@tty1.service getty-static.service systemd-networkd-wait-online.service \
   systemd-resolved.service
+# SSH sessions do not register with logind (pam_systemd): every remote step is one short session, and a
+# logind busy on a loaded machine (D-Bus timeouts of 25 s) stalled sessions past a client's channel timeout.
+sed -i '/pam_systemd\.so/d' "$tmp/etc/pam.d/common-session"
 # Many parallel SSH sessions (each pulumi-command resource opens its own connection).
 mkdir -p "$tmp/etc/ssh/sshd_config.d"
 cat >"$tmp/etc/ssh/sshd_config.d/kthw.conf" <<'CONF'
