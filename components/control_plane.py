@@ -107,14 +107,16 @@ class ControlPlane(pulumi.ComponentResource):
         # Founders bootstrap etcd together; a member added later joins the running cluster (scale-up).
         founders = EtcdMembership(f"{self._name}-etcd-membership", {
             h.name: h.instance_id or h.private_ip for h in hosts}, opts=pulumi.ResourceOptions(parent=self)).founders
-        restore = self._etcd_restore_source(hosts, ready)
+        restore = self._restore()
+        snapshots = self._etcd_restore_source(hosts, ready, restore)
         etcd = {h.name: self._service(h, "etcd", depends_on=[etcd_binaries[h.name], files[h.name],
-                                                             *restore.get(h.name, [])],
-                                      prestart=self._etcd_membership(h, founders))
+                                                             *snapshots.get(h.name, [])],
+                                      prestart=self._etcd_membership(h, founders, restore))
                 for h in hosts}
         etcd_ready = {h.name: self._step(h, "etcd-ready", self._etcd_wait(h), None,
                                          depends_on=list(etcd.values())) for h in hosts}
-        backups = [self._step(h, "etcd-backup", self._etcd_backup(), script("etcd/remove-backup.sh"),
+        install_backup = self._etcd_backup()
+        backups = [self._step(h, "etcd-backup", install_backup, script("etcd/remove-backup.sh"),
                               depends_on=[etcd_ready[h.name]]) for h in hosts]
         apiserver = {h.name: self._service(h, "kube-apiserver",
                                            depends_on=[*etcd_ready.values(), binaries[h.name], files[h.name]])
@@ -257,10 +259,9 @@ class ControlPlane(pulumi.ComponentResource):
             digest = hashlib.file_digest(snapshot, "sha256").hexdigest()
         return {"source": path, "sha256": digest, "path": f"/var/tmp/kthw-etcd-restore-{digest[:12]}.db"}
 
-    def _etcd_restore_source(self, hosts: Sequence[ControllerHost],
-                             ready: Sequence[pulumi.Resource]) -> dict[str, list[pulumi.Resource]]:
+    def _etcd_restore_source(self, hosts: Sequence[ControllerHost], ready: Sequence[pulumi.Resource],
+                             restore: Optional[dict[str, str]]) -> dict[str, list[pulumi.Resource]]:
         """With kthw:etcdRestoreFrom, copy the snapshot to every host before its etcd starts."""
-        restore = self._restore()
         if not restore:
             return {}
         return {h.name: [command.remote.CopyToRemote(
@@ -271,7 +272,8 @@ class ControlPlane(pulumi.ComponentResource):
             source=pulumi.FileAsset(restore["source"]), remote_path=restore["path"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))] for h in hosts}
 
-    def _etcd_membership(self, host: ControllerHost, founders: pulumi.Output[list]) -> pulumi.Output[str]:
+    def _etcd_membership(self, host: ControllerHost, founders: pulumi.Output[list],
+                         restore: Optional[dict[str, str]]) -> pulumi.Output[str]:
         """The first-start part of the etcd step: found the cluster with the other founders, or join it."""
         hosts = self._infra.hosts
         ips = pulumi.Output.all(*[h.private_ip for h in hosts])
@@ -285,7 +287,6 @@ class ControlPlane(pulumi.ComponentResource):
                           all_members=",".join(f"{n}={u}" for n, u in peers.items()),
                           other_endpoints=_etcd_client_urls([ip for h, ip in zip(hosts, ips_now) if h is not host]),
                           join_tries=_tries(120), poll=POLL_SECONDS, restore=restore)
-        restore = self._restore()
         return pulumi.Output.all(founders, ips, host.private_ip).apply(membership)
 
     def _etcd_wait(self, host: ControllerHost) -> pulumi.Output[str]:

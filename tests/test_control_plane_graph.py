@@ -1,4 +1,6 @@
 """The bootstrap graph, asserted on the edges the engine sees (recorded RegisterResource requests)."""
+import subprocess
+
 import pytest
 
 from components.infra import HealthCheckStyle
@@ -167,3 +169,32 @@ def test_etcd_delete_leaves_the_cluster_first(graph):
     delete = step(graph, "controller-1", "etcd").input("delete")
     assert delete.index("member remove") < delete.index("systemctl disable --now etcd")
     assert "https://10.240.0.10:2379" in delete
+
+
+def test_a_restore_copies_the_snapshot_before_etcd_and_founders_restore_it(tmp_path):
+    import hashlib
+
+    snapshot = tmp_path / "etcd.db"
+    snapshot.write_bytes(b"an etcd snapshot")
+    digest = hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    graph = evaluate(lambda: build(config(etcdRestoreFrom=str(snapshot))), {"cloud": "local"})
+    copies = graph.of_type("command:remote:CopyToRemote")
+    assert len(copies) == 3
+    for node in NODES:
+        copy = graph.named(f"kthw-control-plane-{node}-etcd-snapshot")
+        assert copy.input("remotePath") == f"/var/tmp/kthw-etcd-restore-{digest[:12]}.db"
+        etcd = step(graph, node, "etcd")
+        assert graph.reaches(etcd, copy)
+        script = etcd.input("create")
+        assert f"{digest}  $snapshot" in script and "etcdutl snapshot restore" in script
+        assert script.index("etcdutl snapshot restore") < script.index("systemctl restart --no-block etcd")
+    from test_rendered_files import body_of, tool
+
+    checked = subprocess.run([tool("shellcheck"), "-s", "bash", "-"], input=body_of(script), text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_without_a_restore_nothing_is_copied(graph):
+    assert not graph.of_type("command:remote:CopyToRemote")
+    assert "etcdutl snapshot restore" not in step(graph, "controller-0", "etcd").input("create")

@@ -269,19 +269,14 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 	if err != nil {
 		return nil, err
 	}
-	state := news.Copy()
 	if resourceType(req.GetUrn()) == copyToRemote {
-		if !req.GetPreview() {
-			if err := copyFile(ctx, news); err != nil {
-				return nil, err
-			}
-		}
-		props, err := marshal(state)
+		props, err := copied(ctx, news, req.GetPreview())
 		if err != nil {
 			return nil, err
 		}
 		return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
 	}
+	state := news.Copy()
 	if req.GetPreview() {
 		state["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
 		state["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
@@ -317,19 +312,14 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 	if err != nil {
 		return nil, err
 	}
-	state := news.Copy()
 	if resourceType(req.GetUrn()) == copyToRemote {
-		if !req.GetPreview() {
-			if err := copyFile(ctx, news); err != nil {
-				return nil, err
-			}
-		}
-		props, err := marshal(state)
+		props, err := copied(ctx, news, req.GetPreview())
 		if err != nil {
 			return nil, err
 		}
 		return &pulumirpc.UpdateResponse{Properties: props}, nil
 	}
+	state := news.Copy()
 	for _, k := range []resource.PropertyKey{"stdout", "stderr"} {
 		if v, ok := olds[k]; ok {
 			state[k] = v
@@ -498,6 +488,16 @@ func runRemote(ctx context.Context, cmd string, in resource.PropertyMap, env map
 		session.Stdout, session.Stderr = stdout, stderr
 		return nil
 	})
+}
+
+// copied runs a CopyToRemote's create or update: the copy (not in a preview); its state is its inputs.
+func copied(ctx context.Context, news resource.PropertyMap, preview bool) (*structpb.Struct, error) {
+	if !preview {
+		if err := copyFile(ctx, news); err != nil {
+			return nil, err
+		}
+	}
+	return marshal(news.Copy())
 }
 
 // copyFile writes the source file asset to remotePath on the connection's host: streamed into a temporary
