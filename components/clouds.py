@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import pulumi
-from pulumi.runtime.config import is_config_secret
 
 from components import releases
-from components.config import ConfigError, StackConfig
+from components.config import ConfigError, StackConfig, is_secret
 from components.infra import InfraOutputs
 
 Getter = Callable[[str], Optional[str]]
@@ -37,7 +36,6 @@ def _require_official_checksums(cfg: StackConfig) -> None:
 def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
     """Validate the cloud's own keys and return how to build its infra (nothing is registered yet)."""
     get = get or pulumi.Config("kthw").get
-    is_secret: Callable[[str], bool] = lambda key: is_config_secret(f"kthw:{key}")  # noqa: E731
     if cfg.cloud == "azure":
         from components.azure import AzureInfra, AzureInfraArgs, load_azure_config
 

@@ -254,8 +254,13 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     )
 
 
-def load() -> StackConfig:
-    """Read and validate the current stack's `kthw:` config."""
+def is_secret(key: str) -> bool:
+    """Whether the stack's `kthw:<key>` was set with --secret."""
     from pulumi.runtime.config import is_config_secret
 
-    return parse(pulumi.Config("kthw").get, pulumi.get_stack(), lambda key: is_config_secret(f"kthw:{key}"))
+    return is_config_secret(f"kthw:{key}")
+
+
+def load() -> StackConfig:
+    """Read and validate the current stack's `kthw:` config."""
+    return parse(pulumi.Config("kthw").get, pulumi.get_stack(), is_secret)

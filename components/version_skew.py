@@ -39,10 +39,10 @@ def skew_problem(key: str, deployed: Optional[str], wanted: str) -> Optional[str
 class _GateProvider(ResourceProvider):
     """Checks the step from the deployed versions (olds) to the asked ones (news); holds nothing else."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         for key, field in VERSIONED:
-            problem = skew_problem(key, (_olds or {}).get(field), news.get(field, ""))
+            problem = skew_problem(key, (olds or {}).get(field), news.get(field, ""))
             if problem:
                 failures.append(CheckFailure(field, problem))
         return CheckResult(news, failures)

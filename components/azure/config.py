@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import pulumi
-from pulumi.runtime.config import is_config_secret
 
 from components.azure import regions
 from components.cloud_common import read_ssh_key_pair
-from components.config import ConfigError, StackConfig, _Reader
+from components.config import ConfigError, StackConfig, _Reader, is_secret
 from components.infra import HealthCheckStyle
 
 DEFAULT_LOCATION = "eastus2"
@@ -141,4 +140,4 @@ def _health_check(r: _Reader, config: StackConfig) -> HealthCheckStyle:
 
 def load(config: StackConfig) -> AzureConfig:
     """Read and validate the current stack's Azure keys (a private key must be a config secret)."""
-    return load_azure_config(pulumi.Config("kthw").get, config, lambda key: is_config_secret(f"kthw:{key}"))
+    return load_azure_config(pulumi.Config("kthw").get, config, is_secret)
