@@ -106,6 +106,14 @@ func checkType(urn string) error {
 	}
 }
 
+// typedInputs refuses a resource type this provider does not implement, then unmarshals its properties.
+func typedInputs(urn string, s *structpb.Struct) (resource.PropertyMap, error) {
+	if err := checkType(urn); err != nil {
+		return nil, err
+	}
+	return unmarshal(s)
+}
+
 func (p *commandProvider) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: Version}, nil
 }
@@ -127,10 +135,7 @@ func (p *commandProvider) Configure(context.Context, *pulumirpc.ConfigureRequest
 }
 
 func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	if err := checkType(req.GetUrn()); err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetNews())
+	news, err := typedInputs(req.GetUrn(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
@@ -258,10 +263,7 @@ func newID() (string, error) {
 }
 
 func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	if err := checkType(req.GetUrn()); err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetProperties())
+	news, err := typedInputs(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
@@ -301,10 +303,7 @@ func (p *commandProvider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*
 }
 
 func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	if err := checkType(req.GetUrn()); err != nil {
-		return nil, err
-	}
-	olds, err := unmarshal(req.GetOlds())
+	olds, err := typedInputs(req.GetUrn(), req.GetOlds())
 	if err != nil {
 		return nil, err
 	}
@@ -346,10 +345,7 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 }
 
 func (p *commandProvider) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
-	if err := checkType(req.GetUrn()); err != nil {
-		return nil, err
-	}
-	olds, err := unmarshal(req.GetProperties())
+	olds, err := typedInputs(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
