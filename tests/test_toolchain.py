@@ -1,4 +1,5 @@
-"""The toolchain that scripts/toolchain/build makes from Go modules: versions, manifest, CLI, plugins.
+"""The toolchain that scripts/toolchain/build makes from Go modules and the official release sources: versions,
+manifest, the release mirror's layout, the CLI and the official plugins.
 
 Skipped when the cache (${KTHW_CACHE:-~/.cache/kthw}/toolchain) has no built toolchain, unless
 KTHW_REQUIRE_TOOLCHAIN=1 (CI after the build), which turns that into a failure. A piece that the build recorded
@@ -77,8 +78,10 @@ def require_piece(piece: str) -> None:
     entry = _status().get(piece, {})
     if entry.get("status") == "failed":
         error = entry.get("error", "").strip().splitlines()
-        pytest.skip(f"scripts/toolchain/build could not build {piece} {entry.get('version')}: "
-                    + " | ".join(error[-4:]))
+        message = f"scripts/toolchain/build could not build {piece} {entry.get('version')}: " + " | ".join(error[-4:])
+        if REQUIRE:
+            pytest.fail(message + "; KTHW_REQUIRE_TOOLCHAIN=1")
+        pytest.skip(message)
     if entry.get("status") != "ok":
         message = f"{piece} has not been built (toolchain/status.json: {entry or 'no entry'})"
         if REQUIRE:
@@ -88,7 +91,9 @@ def require_piece(piece: str) -> None:
 
 def run(*args: str | Path, env: dict | None = None, cwd: Path | None = None, timeout: int = 120,
         check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **PULUMI_ENV, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
+    # The caller's SSH agent is not the tests' business (a dead one fails every pulumi-command SSH step).
+    inherited = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    full_env = {**inherited, **PULUMI_ENV, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
     proc = subprocess.run([str(a) for a in args], env=full_env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
@@ -138,8 +143,24 @@ def test_manifest_lists_the_releases_at_the_pinned_versions(manifest):
                              | {(tarball, ETCD_VERSION)})
     for name in KUBE:
         for version in (K8S_VERSION, K8S_NEXT_VERSION):
-            assert releases[(name, version)]["path"] == f"releases/{version}/{name}"
-    assert releases[(tarball, ETCD_VERSION)]["path"] == f"releases/{ETCD_VERSION}/{tarball}"
+            assert releases[(name, version)]["path"] == kube_release(name, version)
+    assert releases[(tarball, ETCD_VERSION)]["path"] == f"mirror/etcd/{ETCD_VERSION}/{tarball}"
+
+
+def test_mirror_publishes_checksum_files_as_upstream_does(manifest):
+    """dl.k8s.io: <name>.sha256 holds the bare digest; etcd's releases: SHA256SUMS with "<digest>  <file>"."""
+    for entry in (e for e in manifest if e["kind"] == "release"):
+        path = TOOLCHAIN / entry["path"]
+        if entry["name"].startswith("etcd-"):
+            sums = (path.parent / "SHA256SUMS").read_text().splitlines()
+            assert f"{entry['sha256']}  {path.name}" in sums
+        else:
+            assert (path.parent / f"{path.name}.sha256").read_text() == entry["sha256"]
+
+
+def kube_release(name: str, version: str) -> str:
+    """Where the mirror keeps a Kubernetes binary, as dl.k8s.io does (relative to toolchain/)."""
+    return f"mirror/release/{version}/bin/linux/amd64/{name}"
 
 
 def test_manifest_lists_the_commands(manifest):
@@ -149,6 +170,7 @@ def test_manifest_lists_the_commands(manifest):
     expected |= {name: f"v{PULUMI_VERSION}" for name in (
         "pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python")}
     built = {p for p, e in _status().items() if e.get("status") == "ok"}
+    assert {"pulumi", "language-python"} <= built
     for piece, package in PROVIDERS.items():
         if piece in built:  # the others' tests skip with the reason
             expected[f"pulumi-resource-{piece}"] = f"v{_pin(package)}"
@@ -161,7 +183,7 @@ def test_manifest_lists_the_commands(manifest):
 def test_etcd_tarball_has_the_official_layout(manifest):
     require_piece("etcd")
     name = f"etcd-{ETCD_VERSION}-linux-amd64"
-    with tarfile.open(TOOLCHAIN / "releases" / ETCD_VERSION / f"{name}.tar.gz") as tar:
+    with tarfile.open(TOOLCHAIN / "mirror" / "etcd" / ETCD_VERSION / f"{name}.tar.gz") as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {name, f"{name}/etcd", f"{name}/etcdctl", f"{name}/etcdutl"}
         for tool in ("etcd", "etcdctl", "etcdutl"):
@@ -173,7 +195,7 @@ def test_etcd_tarball_has_the_official_layout(manifest):
 
 def test_release_binaries_are_the_built_ones(manifest):
     for name in KUBE:
-        assert sha256(TOOLCHAIN / "releases" / K8S_VERSION / name) == sha256(BIN / name)
+        assert sha256(TOOLCHAIN / kube_release(name, K8S_VERSION)) == sha256(BIN / name)
 
 
 # --- versions -----------------------------------------------------------------------------------------------------
@@ -187,7 +209,7 @@ def test_kube_component_version(manifest, name):
 @pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])
 def test_upgrade_target_version(manifest, name):
     require_piece("kubernetes-next")
-    served = TOOLCHAIN / "releases" / K8S_NEXT_VERSION / name
+    served = TOOLCHAIN / kube_release(name, K8S_NEXT_VERSION)
     assert run(served, "--version").stdout.strip() == f"Kubernetes {K8S_NEXT_VERSION}"
     assert not (BIN / name).resolve().samefile(served)  # bin/ keeps the default version
 
@@ -212,15 +234,51 @@ def test_etcd_versions(manifest):
 
 def test_pulumi_version(manifest):
     require_piece("pulumi")
+    require_piece("language-python")
     assert run(BIN / "pulumi", "version").stdout.strip() == f"v{PULUMI_VERSION}"
     assert run(BIN / "pulumi-language-python", "-version").stdout.strip() == f"v{PULUMI_VERSION}"
+
+
+@pytest.mark.parametrize("binary, piece, path, module", [
+    ("pulumi-resource-command", "command", "github.com/pulumi/pulumi-command/provider/cmd/pulumi-resource-command",
+     "github.com/pulumi/pulumi-command/provider"),
+    ("pulumi-language-python", "language-python", "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3",
+     "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3"),
+])
+def test_official_plugins_are_built_from_the_official_modules(manifest, binary, piece, path, module):
+    """`go version -m`: the plugin's main package and module are upstream's, not a project's own."""
+    require_piece(piece)
+    info = run("go", "version", "-m", (BIN / binary).resolve()).stdout
+    fields = [line.split() for line in info.splitlines()]
+    assert ["path", path] in [f[:2] for f in fields], info
+    assert ["mod", module] in [f[:2] for f in fields], info
+    assert not any(f[:1] == ["mod"] and f[1].startswith("kthw.local/") for f in fields if len(f) > 1), info
 
 
 @pytest.mark.parametrize("piece", sorted(PROVIDERS))
 def test_provider_version(manifest, piece):
     require_piece(piece)
-    out = run(BIN / f"pulumi-resource-{piece}", "--version").stdout.strip()
-    assert out.lstrip("v") == _pin(PROVIDERS[piece])
+    assert plugin_version(BIN / f"pulumi-resource-{piece}") == _pin(PROVIDERS[piece])
+
+
+def plugin_version(binary: Path) -> str:
+    """The version a provider plugin reports to the engine (GetPluginInfo; the official command provider has no
+    --version flag)."""
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **PULUMI_ENV})
+    try:
+        port = proc.stdout.readline().decode().strip()
+        assert port.isdigit(), f"{binary.name}: no port on stdout ({port!r})"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            info = provider_pb2_grpc.ResourceProviderStub(channel).GetPluginInfo(empty_pb2.Empty(), timeout=30)
+        return info.version.lstrip("v")
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 # --- plugins and the CLI -------------------------------------------------------------------------------------------
@@ -399,6 +457,14 @@ def test_command_provider_remote(manifest, tmp_path):
             """)
         env = _stack_env(tmp_path)
         run(BIN / "pulumi", "stack", "init", "smoke", cwd=project, env=env)
+        # The official provider dials SSH_AUTH_SOCK whenever it is set: a dead agent fails the step at once,
+        # although the connection has its own key (why scripts/pulumi unsets it; README, "Official plugins").
+        dead = tmp_path / "dead-agent.sock"
+        with socket.socket(socket.AF_UNIX) as agent:
+            agent.bind(str(dead))  # bound, never listening: connections are refused
+        failed = run(BIN / "pulumi", "up", "--yes", "--non-interactive", "--skip-preview", cwd=project,
+                     env={**env, "SSH_AUTH_SOCK": str(dead)}, timeout=300, check=False)
+        assert failed.returncode != 0 and f"dial unix {dead}" in failed.stdout + failed.stderr, failed.stdout[-3000:]
         run(BIN / "pulumi", "up", "--yes", "--non-interactive", "--skip-preview", cwd=project, env=env, timeout=300)
         out = json.loads(run(BIN / "pulumi", "stack", "output", "--json", cwd=project, env=env).stdout)
         assert out["stdout"] == "remote env"
