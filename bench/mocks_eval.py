@@ -3,8 +3,8 @@
 Usage: .venv/bin/python bench/mocks_eval.py [--repeat N]
 Prints a table (median of N runs, in ms, and the number of resources registered) and the ratio of 7 to 3
 controllers measured in the same run. `core` is the PKI and control plane on a fake infra; `azure`/`gcp` are
-the whole `__main__.py` with the cloud's infra (their official digests filled with placeholders for the run,
-since the table lacks some; nothing is deployed).
+the whole `__main__.py` with the cloud's infra, as shipped (the digests the table lacks come from the mocked
+release digests resource; nothing is deployed).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from components import releases  # noqa: E402
 from fake_infra import build, config  # noqa: E402
 from harness import evaluate, run_program  # noqa: E402
 
@@ -27,13 +26,6 @@ CLOUD_CONFIG = {
     "gcp": {"cloud": "gcp", "adminCidrs": '["203.0.113.7/32"]', "gcp:project": "kthw-bench",
             "gcp:region": "europe-west1", "gcp:zone": "europe-west1-b"},
 }
-
-
-def fill_missing_digests() -> None:
-    for version, digests in releases.KUBERNETES.items():
-        for name in digests:
-            digests[name] = digests[name] or "0" * 64
-    releases.ETCD.setdefault(releases.DEFAULT_ETCD, "0" * 64)
 
 
 def measure(program, repeat: int) -> tuple[float, int]:
@@ -51,7 +43,6 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    fill_missing_digests()
     rows = []
     for program in ("core", "azure", "gcp"):
         for count in (3, 5, 7):

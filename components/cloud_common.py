@@ -21,13 +21,14 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-ni
 
 
 def official_release_source(config: StackConfig) -> ReleaseSource:
-    """Official release URLs (dl.k8s.io, GitHub) with the checksum table's sha256 for the stack's versions.
+    """The official releases (dl.k8s.io, GitHub), pinned to the checksum table's sha256 for the stack's versions.
 
-    A digest the table lacks is left out, so a host asked for that artifact fails closed (and
-    `components.clouds` refuses such versions before any resource exists).
+    A digest the table lacks is resolved from the release's published checksum files at the first `up`
+    (components/release_digests.py), or, with kthw:requirePinnedDigests, refused by `components.clouds`
+    before any resource exists.
     """
-    return ReleaseSource(kubernetes_url=releases.KUBERNETES_URL, etcd_url=releases.ETCD_URL,
-                         sha256=releases.official_sha256(config.kubernetes_version, config.etcd_version))
+    return ReleaseSource(kubernetes_base=releases.KUBERNETES_BASE, etcd_base=releases.ETCD_BASE,
+                         pinned=releases.official_sha256(config.kubernetes_version, config.etcd_version))
 
 
 def controller_ips(node_cidr: str, count: int) -> list[str]:

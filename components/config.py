@@ -35,6 +35,9 @@ class StackConfig:
     controller_count: int = 3
     kubernetes_version: str = releases.DEFAULT_KUBERNETES
     etcd_version: str = releases.DEFAULT_ETCD
+    # Clouds: refuse versions whose digests components/releases.json lacks, instead of resolving them from the
+    # published checksum files at the first `up` (components/release_digests.py).
+    require_pinned_digests: bool = False
     service_cidr: str = "10.32.0.0/24"
     cluster_cidr: str = "10.200.0.0/16"
     node_cidr: str = "10.240.0.0/24"
@@ -86,6 +89,15 @@ class _Reader:
         except ValueError:
             self.fail(key, f"must be a whole number, got {value!r}")
             return default
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is None or value == "":
+            return default
+        if value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        self.fail(key, f"must be true or false, got {value!r}")
+        return default
 
     def list(self, key: str) -> tuple[str, ...]:
         import json
@@ -153,6 +165,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     etcd = r.str("etcdVersion", releases.DEFAULT_ETCD)
     if etcd not in releases.ETCD:
         r.fail("etcdVersion", f"must be one of the checksum table's versions {', '.join(releases.ETCD)}, got {etcd!r}")
+    require_pinned = r.bool("requirePinnedDigests", False)
 
     service = r.str("serviceCidr", "10.32.0.0/24")
     cluster = r.str("clusterCidr", "10.200.0.0/16")
@@ -245,6 +258,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         raise ConfigError(r.problems)
     return StackConfig(
         cloud=cloud, controller_count=count, kubernetes_version=k8s, etcd_version=etcd,
+        require_pinned_digests=require_pinned,
         service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
         health_check=health, cert_validity_hours=validity,

@@ -21,12 +21,14 @@ from components.etcd_membership import EtcdMembership
 from components.config import StackConfig
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, api_server_url
 from components.pki import Pki
-from components.releases import KUBERNETES_BINARIES
+from components.release_digests import ReleaseDigests, digest_key
+from components.releases import ETCD_ARTIFACT, KUBERNETES_BINARIES
 from components.render import content_hash, render, script
 from components.version_skew import VersionGate
 
 HEALTHZ_SITE_PATH = "/etc/nginx/sites-available/kubernetes-healthz"  # where scripts/nginx installs the site
 ETCD_BACKUP_DIR = "/var/backups/etcd"  # where kthw-etcd-backup.timer keeps its snapshots
+RESTORE_DIR = ".kthw-restore"  # under the login user's home, mode 0700: where a snapshot to restore is copied
 SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 APISERVER_READY = "curl -fsS --max-time 3 --cacert /var/lib/kubernetes/ca.pem https://127.0.0.1:6443/readyz"
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
@@ -63,6 +65,20 @@ def _etcd_client_urls(ips: Sequence[str]) -> str:
     return ",".join(f"https://{ip}:2379" for ip in ips)
 
 
+def _connection(host: ControllerHost) -> command.remote.ConnectionArgs:
+    """How every step reaches `host`: its login user and the bootstrap's key (never the caller's SSH agent)."""
+    return command.remote.ConnectionArgs(host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
+                                         private_key=host.ssh_private_key, dial_error_limit=30, per_dial_timeout=10)
+
+
+def _digest(digests: Optional[dict[str, str]], name: str, version: str) -> str:
+    """An artifact's sha256 from the release digests; without one, nothing installs it (fail closed)."""
+    digest = (digests or {}).get(digest_key(name, version))
+    if not digest:
+        raise ValueError(f"no sha256 for {name} {version}: refusing to install it unverified")
+    return digest
+
+
 def _after_shebang(body: str, line: str) -> str:
     """Insert a comment line after the script's shebang (or at the top when it has none)."""
     first, _, rest = body.partition("\n")
@@ -86,14 +102,20 @@ class ControlPlane(pulumi.ComponentResource):
 
     # -- the order ---------------------------------------------------------------------------------
     def _bootstrap(self) -> command.local.Command:
-        """version gate -> certs + binaries (etcd's apart) -> etcd on every node (founding, joining or restoring
-        a snapshot) -> etcd quorum -> snapshot timer, and apiserver on every node -> controller-manager and
-        scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a new key -> verify through the LB."""
+        """version gate -> release digests -> certs + binaries (etcd's apart) -> etcd on every node (founding,
+        joining or restoring a snapshot) -> etcd quorum -> snapshot timer, and apiserver on every node ->
+        controller-manager and scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a new key ->
+        verify through the LB."""
         hosts = self._infra.hosts
         # A version change the skew policy refuses fails here, in the preview, before any host is touched.
         gate = VersionGate(f"{self._name}-versions", self._cfg.kubernetes_version, self._cfg.etcd_version,
                            opts=pulumi.ResourceOptions(parent=self))
         ready = [*self._infra.ready, gate]
+        # Every artifact's sha256: pinned, or read once from the published checksum files into the state (after
+        # `ready`: the local stack's mirror is up by then). The installs and the drift expectations use it.
+        self._digests = ReleaseDigests(f"{self._name}-release-digests", self._infra.releases,
+                                       self._cfg.kubernetes_version, self._cfg.etcd_version,
+                                       opts=pulumi.ResourceOptions(parent=self, depends_on=ready)).digests
         self._groups = {h.name: host_files.node_file_groups(self._pki, h.name) for h in hosts}
         self._units = {h.name: {unit: self._unit(h, unit) for unit in SERVICES} for h in hosts}
         self._repairs = {h.name: self._host_state(h, ready).repairs for h in hosts}
@@ -146,9 +168,7 @@ class ControlPlane(pulumi.ComponentResource):
         run = pulumi.Output.all(header, body).apply(lambda v: as_root(_after_shebang(v[1], v[0]), step))
         resource = command.remote.Command(
             f"{self._name}-{host.name}-{step}",
-            connection=command.remote.ConnectionArgs(
-                host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
-                private_key=host.ssh_private_key, dial_error_limit=30, per_dial_timeout=10),
+            connection=_connection(host),
             create=run, update=run,
             delete=pulumi.Output.from_input(delete).apply(lambda d: as_root(d, f"{step}-delete"))
             if delete is not None else None,
@@ -163,22 +183,21 @@ class ControlPlane(pulumi.ComponentResource):
     def _remove(what: str) -> str:
         return script(f"common/remove-{what}.sh")
 
-    def _install_binaries(self, kubernetes: bool = False, etcd: bool = False) -> str:
+    def _install_binaries(self, kubernetes: bool = False, etcd: bool = False) -> pulumi.Output[str]:
         """The download-verify-install script for the Kubernetes binaries and/or the etcd archive."""
         cfg, releases = self._cfg, self._infra.releases
         k8s_version, etcd_version = cfg.kubernetes_version, cfg.etcd_version
 
-        def artifact(name: str, version: str, url: str) -> dict[str, str]:
-            digest = releases.sha256.get((name, version))
-            if not digest:
-                raise ValueError(f"no pinned sha256 for {name} {version}: refusing to install it unverified")
-            return {"name": name, "url": url.format(name=name, version=version), "sha256": digest}
+        def script_for(digests: dict[str, str]) -> str:
+            def artifact(name: str, version: str, url: str) -> dict[str, str]:
+                return {"name": name, "url": url, "sha256": _digest(digests, name, version)}
 
-        return render("common/install-binaries.sh.j2", kubernetes_version=k8s_version,
-                      kubernetes=[artifact(n, k8s_version, releases.kubernetes_url) for n in KUBERNETES_BINARIES]
-                      if kubernetes else [],
-                      etcd={**artifact("etcd", etcd_version, releases.etcd_url), "version": etcd_version}
-                      if etcd else None)
+            return render("common/install-binaries.sh.j2", kubernetes_version=k8s_version,
+                          kubernetes=[artifact(n, k8s_version, releases.kubernetes_url(n, k8s_version))
+                                      for n in KUBERNETES_BINARIES] if kubernetes else [],
+                          etcd={**artifact(ETCD_ARTIFACT, etcd_version, releases.etcd_url(etcd_version)),
+                                "version": etcd_version} if etcd else None)
+        return self._digests.apply(script_for)
 
     def _files_step(self, host: ControllerHost, ready: Sequence[pulumi.Resource]) -> command.remote.Command:
         files = host_files.merged(self._groups[host.name])
@@ -226,9 +245,9 @@ class ControlPlane(pulumi.ComponentResource):
         files = host_files.merged(self._groups[host.name])
         expected: dict[str, pulumi.Input] = {
             "files": {"files": host_files.digests(files)},
-            "binaries": {"files": {f"/usr/local/bin/{name}": digest for (name, version), digest in
-                                   self._infra.releases.sha256.items()
-                                   if version == self._cfg.kubernetes_version and name != "etcd"}},
+            "binaries": {"files": self._digests.apply(lambda digests: {
+                f"/usr/local/bin/{name}": _digest(digests, name, self._cfg.kubernetes_version)
+                for name in KUBERNETES_BINARIES})},
         }
         for unit, content in self._units[host.name].items():
             expected[unit] = {"files": {f"/etc/systemd/system/{unit}.service": content.apply(
@@ -251,26 +270,35 @@ class ControlPlane(pulumi.ComponentResource):
                       timer_unit=render("etcd/kthw-etcd-backup.timer.j2", schedule=cfg.etcd_backup_schedule).rstrip("\n"))
 
     def _restore(self) -> Optional[dict[str, str]]:
-        """The snapshot a new cluster starts from (kthw:etcdRestoreFrom): its digest and where hosts get it."""
+        """The snapshot a new cluster starts from (kthw:etcdRestoreFrom): its digest and where hosts get it.
+
+        `path` is relative to the login user's home (SFTP resolves it there): pulumi-command's CopyToRemote writes
+        with the SFTP server's default mode (0644), so the copy lands in RESTORE_DIR, a 0700 directory made first.
+        """
         path = self._cfg.etcd_restore_from
         if not path:
             return None
         with open(path, "rb") as snapshot:
             digest = hashlib.file_digest(snapshot, "sha256").hexdigest()
-        return {"source": path, "sha256": digest, "path": f"/var/tmp/kthw-etcd-restore-{digest[:12]}.db"}
+        return {"source": path, "sha256": digest, "path": f"{RESTORE_DIR}/etcd-{digest[:12]}.db"}
 
     def _etcd_restore_source(self, hosts: Sequence[ControllerHost], ready: Sequence[pulumi.Resource],
                              restore: Optional[dict[str, str]]) -> dict[str, list[pulumi.Resource]]:
-        """With kthw:etcdRestoreFrom, copy the snapshot to every host before its etcd starts."""
+        """With kthw:etcdRestoreFrom, copy the snapshot to every host before its etcd starts, into a directory
+        only the login user (and root) can read."""
         if not restore:
             return {}
-        return {h.name: [command.remote.CopyToRemote(
-            f"{self._name}-{h.name}-etcd-snapshot",
-            connection=command.remote.ConnectionArgs(
-                host=h.ssh_host, port=h.ssh_port, user=h.ssh_user, private_key=h.ssh_private_key,
-                dial_error_limit=30, per_dial_timeout=10),
-            source=pulumi.FileAsset(restore["source"]), remote_path=restore["path"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))] for h in hosts}
+        copies: dict[str, list[pulumi.Resource]] = {}
+        for h in hosts:
+            private_dir = command.remote.Command(
+                f"{self._name}-{h.name}-etcd-snapshot-dir", connection=_connection(h),
+                create=f'install -d -m 0700 "$HOME/{RESTORE_DIR}"', delete=f'rm -rf "$HOME/{RESTORE_DIR}"',
+                add_previous_output_in_env=False, opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)))
+            copies[h.name] = [command.remote.CopyToRemote(
+                f"{self._name}-{h.name}-etcd-snapshot", connection=_connection(h),
+                source=pulumi.FileAsset(restore["source"]), remote_path=restore["path"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[private_dir]))]
+        return copies
 
     def _etcd_membership(self, host: ControllerHost, founders: pulumi.Output[list],
                          restore: Optional[dict[str, str]]) -> pulumi.Output[str]:

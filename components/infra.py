@@ -34,16 +34,36 @@ class ControllerHost:
 
 @dataclass
 class ReleaseSource:
-    """Where hosts download release artifacts from and the sha256 each must have.
+    """Where hosts download release artifacts from, laid out as the official releases are.
 
-    `base_url` is formatted with `{name}` and `{version}`; `sha256` maps (name, version) to a digest.
-    Artifact names: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (binaries) and
-    etcd (the `etcd-<version>-linux-amd64.tar.gz` archive holding etcd, etcdctl, etcdutl).
+    Kubernetes: `{kubernetes_base}/release/{version}/bin/linux/amd64/{name}`, its digest in `{name}.sha256` beside
+    it (dl.k8s.io's layout). etcd: `{etcd_base}/{version}/etcd-{version}-linux-amd64.tar.gz`, its digest in the
+    `SHA256SUMS` beside it (etcd's GitHub releases). A cloud's source and the local mirror differ only in the bases
+    (and the local mirror's own CA). Artifact names: kube-apiserver, kube-controller-manager, kube-scheduler,
+    kubectl (binaries) and etcd (the archive holding etcd, etcdctl, etcdutl).
+    `pinned` maps (name, version) to a sha256 that always wins over the published checksum files
+    (components/releases.json); the others are resolved from those files once and kept in the stack's state.
     """
 
-    kubernetes_url: str  # e.g. https://dl.k8s.io/release/{version}/bin/linux/amd64/{name}
-    etcd_url: str  # e.g. https://github.com/etcd-io/etcd/releases/download/{version}/etcd-{version}-linux-amd64.tar.gz
-    sha256: dict[tuple[str, str], str]
+    kubernetes_base: str  # e.g. https://dl.k8s.io
+    etcd_base: str  # e.g. https://github.com/etcd-io/etcd/releases/download
+    pinned: dict[tuple[str, str], str] = field(default_factory=dict)
+    ca_pem: Optional[pulumi.Input[str]] = None  # an extra CA (PEM) that the checksum fetches and the hosts trust (local mirror)
+
+    def kubernetes_url(self, name: str, version: str) -> str:
+        return f"{self.kubernetes_base}/release/{version}/bin/linux/amd64/{name}"
+
+    def kubernetes_checksum_url(self, name: str, version: str) -> str:
+        return f"{self.kubernetes_url(name, version)}.sha256"
+
+    def etcd_archive(self, version: str) -> str:
+        return f"etcd-{version}-linux-amd64.tar.gz"
+
+    def etcd_url(self, version: str) -> str:
+        return f"{self.etcd_base}/{version}/{self.etcd_archive(version)}"
+
+    def etcd_checksum_url(self, version: str) -> str:
+        return f"{self.etcd_base}/{version}/SHA256SUMS"
 
 
 @dataclass

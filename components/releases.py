@@ -1,9 +1,10 @@
 """Supported releases and the official sha256 of each artifact (the clouds' checksum table).
 
 The table is data (`releases.json`, filled by `scripts/update-checksums` on a machine with internet).
-A version is supported when it is a key of the table; the clouds also need every digest of it to be
-known, and `missing_official` names the ones that are not. The local stack verifies against the
-toolchain's manifest instead (it builds the same versions from source).
+A version is supported when it is a key of the table. A digest the table has is pinned: it always wins. One it
+lacks (`null`) is resolved from the release's published checksum files at the first `up` and kept in the
+stack's state (components/release_digests.py), unless `kthw:requirePinnedDigests` asks the clouds to refuse
+such versions (`missing_official` names them). The local stack's mirror publishes its own checksum files.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ ETCD_ARTIFACT = "etcd"  # the etcd-<version>-linux-amd64.tar.gz archive (etcd, e
 KUBERNETES: dict[str, dict[str, Optional[str]]] = _TABLE["kubernetes"]
 ETCD: dict[str, Optional[str]] = _TABLE["etcd"]
 
-KUBERNETES_URL = "https://dl.k8s.io/release/{version}/bin/linux/amd64/{name}"
-ETCD_URL = "https://github.com/etcd-io/etcd/releases/download/{version}/etcd-{version}-linux-amd64.tar.gz"
+# Where the official releases are (the layouts under them: components.infra.ReleaseSource).
+KUBERNETES_BASE = "https://dl.k8s.io"
+ETCD_BASE = "https://github.com/etcd-io/etcd/releases/download"
 
 
 def official_sha256(kubernetes_version: str, etcd_version: str) -> dict[tuple[str, str], str]:

@@ -12,6 +12,8 @@ from components.pki import Pki, PkiArgs
 
 PUBLIC_ADDRESS = "203.0.113.50"
 FAKE_SHA = "ab" * 32
+KUBERNETES_BASE = "https://dl.example"
+ETCD_BASE = "https://dl.example/etcd"
 
 
 def fake_infra(cfg: StackConfig, health: HealthCheckStyle = HealthCheckStyle.HTTPS_READYZ) -> InfraOutputs:
@@ -19,11 +21,10 @@ def fake_infra(cfg: StackConfig, health: HealthCheckStyle = HealthCheckStyle.HTT
                             ssh_user="kthw", ssh_private_key=pulumi.Output.secret("FAKE SSH KEY"),
                             instance_id=f"vm-{i}")
              for i, name in enumerate(cfg.controller_names)]
-    names = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
-    sha = {(n, cfg.kubernetes_version): FAKE_SHA for n in names}
-    sha[("etcd", cfg.etcd_version)] = FAKE_SHA
-    releases = ReleaseSource(kubernetes_url="https://dl.example/{version}/{name}",
-                             etcd_url="https://dl.example/etcd-{version}.tar.gz", sha256=sha)
+    # Pinned as the clouds' table is today: kubectl and etcd; the others come from the "published" files
+    # (tests/harness.py's FakeCloud resolves them to `published_digest(checksum URL)`).
+    pinned = {("kubectl", cfg.kubernetes_version): FAKE_SHA, ("etcd", cfg.etcd_version): FAKE_SHA}
+    releases = ReleaseSource(kubernetes_base=KUBERNETES_BASE, etcd_base=ETCD_BASE, pinned=pinned)
     return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases,
                         node_subnet="10.240.0.0/24")
 

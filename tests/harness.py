@@ -17,6 +17,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components import release_digests
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = rpc._special_secret_sig  # type: ignore[attr-defined]
 SIG_KEY = rpc._special_sig_key  # type: ignore[attr-defined]
@@ -137,6 +139,9 @@ class FakeCloud(pulumi_mocks.Mocks):
         elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-etcd-membership"):
             # EtcdMembership's create: every member founds the cluster (a fresh install).
             outputs.update(founders=sorted(args.inputs.get("members") or {}))
+        elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-release-digests"):
+            # ReleaseDigests' create: the pinned digests, and the others as if published (see `published_digest`).
+            outputs = release_digests.outputs(args.inputs, {}, lambda a: published_digest(a["checksum_url"]))
         elif token.startswith("command:"):
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
@@ -225,7 +230,12 @@ def evaluate(program: Callable[[], Any], config: dict[str, Any], stack: str = "t
         root = settings.get_root_resource()
         if root is not None:
             root._finish()  # type: ignore[attr-defined]
-            _sync_await(run_pulumi_func(lambda: None))
+            try:  # an error inside an apply surfaces here, while the outstanding registrations finish
+                _sync_await(run_pulumi_func(lambda: None))
+            except Exception as exc:  # noqa: BLE001
+                if not expect_error:
+                    raise
+                error = error or exc
     return Graph(monitor.registered, monitor.stack_outputs, error)
 
 
@@ -234,6 +244,13 @@ def run_program(config: dict[str, Any], stack: str = "test", preview: bool = Fal
     """Evaluate the project's real `__main__.py` under mocks."""
     return evaluate(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
                     config, stack=stack, preview=preview, expect_error=expect_error)
+
+
+def published_digest(checksum_url: str) -> str:
+    """The digest FakeCloud's release source "publishes" at a checksum URL: distinct per URL."""
+    import hashlib
+
+    return hashlib.sha256(checksum_url.encode()).hexdigest()
 
 
 def fake_public_ip(name: str) -> str:
@@ -262,6 +279,17 @@ def _value(value: Any) -> str:
     import json
 
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def release_digests_feeding_installs(graph: Graph) -> Registered:
+    """The stack's one ReleaseDigests resource; asserts that every install step depends on it directly."""
+    [digests] = graph.find(lambda r: r.name.endswith("-release-digests"))
+    installs = graph.find(lambda r: r.type == "command:remote:Command" and r.name.endswith("binaries"))
+    assert installs, "no install step"
+    for step in installs:
+        assert digests.urn in step.depends_on(), f"{step.name} does not wait for {digests.name}"
+        assert step.input("create") == step.input("update") and "sha256sum --check" in step.input("create")
+    return digests
 
 
 def names(resources: Iterable[Registered]) -> list[str]:

@@ -32,6 +32,7 @@ BAD = [
     ({"cloud": "local", "etcdBackupKeep": "0"}, "kthw:etcdBackupKeep", "between 1 and 1000"),
     ({"cloud": "local", "etcdRestoreFrom": "/nonexistent/snapshot.db"}, "kthw:etcdRestoreFrom", "does not exist"),
     ({"cloud": "local", "encryptionKey": "c2hvcnQ="}, "kthw:encryptionKey", "32 random bytes"),
+    ({"cloud": "local", "requirePinnedDigests": "yes"}, "kthw:requirePinnedDigests", "true or false"),
 ]
 
 
@@ -71,13 +72,23 @@ def test_admin_cidrs_accept_a_list_or_a_comma_string():
     assert parse(AZURE.get).admin_cidrs == ("203.0.113.7/32",)
 
 
-def test_clouds_refuse_versions_whose_official_digests_are_missing(monkeypatch):
-    """The checksum table lacks the official control-plane digests of v1.36.3: a cloud stack says so up front."""
+CLOUDS = {"azure": {**AZURE, "location": "westeurope"},
+          "gcp": {"cloud": "gcp", "adminCidrs": '["203.0.113.7/32"]', "zones": '["us-central1-a"]',
+                  "gcp:project": "kthw-test-project", "gcp:region": "us-central1"}}
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_clouds_refuse_unpinned_versions_only_when_asked(cloud):
+    """The checksum table lacks the official control-plane digests of v1.36.3. By default a cloud stack resolves
+    them at `up`; with kthw:requirePinnedDigests it refuses the versions up front, naming the key."""
     from components import releases
 
     assert releases.missing_official("v1.36.3", "v3.6.14"), "table now complete: update this test"
-    graph = run_program({**AZURE, "location": "westeurope"}, expect_error=True)
+    assert parse(CLOUDS[cloud].get).require_pinned_digests is False
+    assert run_program(CLOUDS[cloud], stack=cloud).of_type("command:remote:Command")
+    graph = run_program({**CLOUDS[cloud], "requirePinnedDigests": "true"}, stack=cloud, expect_error=True)
     assert isinstance(graph.error, ConfigError), graph.error
+    assert "kthw:requirePinnedDigests is true" in str(graph.error)
     assert "kube-apiserver v1.36.3" in str(graph.error) and "scripts/update-checksums" in str(graph.error)
     assert graph.resources == []
 

@@ -4,8 +4,8 @@ import subprocess
 import pytest
 
 from components.infra import HealthCheckStyle
-from fake_infra import build, config
-from harness import evaluate
+from fake_infra import FAKE_SHA, KUBERNETES_BASE, build, config
+from harness import FakeCloud, evaluate, published_digest, release_digests_feeding_installs
 
 NODES = ["controller-0", "controller-1", "controller-2"]
 
@@ -78,12 +78,33 @@ def test_every_installing_step_has_a_delete(graph):
             assert cmd.input("delete"), f"{cmd.name} has no delete"
 
 
-def test_binaries_are_verified_against_the_table(graph):
+def test_binaries_are_verified_against_the_pinned_or_published_digests(graph):
+    apiserver = f"{KUBERNETES_BASE}/release/v1.36.3/bin/linux/amd64/kube-apiserver"
     script = step(graph, "controller-0", "binaries").input("create")
     assert script.count("sha256sum --check") == 1 and script.count("fetch \"") == 4
-    assert "https://dl.example/v1.36.3/kube-apiserver" in script and "etcd.tar.gz" not in script
+    assert f'fetch "{apiserver}" "{published_digest(apiserver + ".sha256")}"' in script  # resolved
+    assert f'/kubectl" "{FAKE_SHA}"' in script and "etcd.tar.gz" not in script  # pinned
     etcd = step(graph, "controller-0", "etcd-binaries").input("create")
-    assert etcd.count("fetch \"") == 1 and "etcd.tar.gz" in etcd and "kube-apiserver" not in etcd
+    assert etcd.count("fetch \"") == 1 and "kube-apiserver" not in etcd
+    assert f'fetch "https://dl.example/etcd/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz" "{FAKE_SHA}"' in etcd
+
+
+def test_one_digests_resource_after_the_gate_feeds_every_install_and_the_drift_expectations(graph):
+    digests = release_digests_feeding_installs(graph)
+    assert digests.name == "kthw-control-plane-release-digests"
+    assert digests.parent == graph.named("kthw-control-plane").urn
+    assert graph.reaches(digests, graph.named("kthw-control-plane-versions"))
+    assert digests.input("pinned") == {"kubectl@v1.36.3": FAKE_SHA, "etcd@v3.6.14": FAKE_SHA}
+    artifacts = digests.input("artifacts")
+    assert artifacts["etcd@v3.6.14"]["checksum_url"] == "https://dl.example/etcd/v3.6.14/SHA256SUMS"
+    assert artifacts["etcd@v3.6.14"]["file"] == "etcd-v3.6.14-linux-amd64.tar.gz"
+    for node in NODES:
+        drift = graph.named(f"kthw-control-plane-{node}-drift")
+        assert digests.urn in drift.depends_on()
+        binaries = drift.input("expected")["binaries"]["files"]
+        assert binaries == {f"/usr/local/bin/{name}": FAKE_SHA if name == "kubectl" else
+                            published_digest(f"{KUBERNETES_BASE}/release/v1.36.3/bin/linux/amd64/{name}.sha256")
+                            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")}
 
 
 def test_etcd_waits_only_for_its_own_download_and_the_apiserver_for_the_kube_binaries(graph):
@@ -93,21 +114,16 @@ def test_etcd_waits_only_for_its_own_download_and_the_apiserver_for_the_kube_bin
         assert graph.reaches(step(graph, node, "kube-apiserver"), step(graph, node, "binaries"))
 
 
-def test_missing_digest_refuses_to_build():
-    from components.control_plane import ControlPlane, ControlPlaneArgs
-    from components.pki import Pki, PkiArgs
-    from fake_infra import fake_infra
+def test_a_digest_missing_from_the_resolved_ones_refuses_to_install():
+    class LosesOne(FakeCloud):
+        def new_resource(self, args):
+            rid, outputs = super().new_resource(args)
+            if args.name.endswith("-release-digests"):
+                del outputs["digests"]["kube-scheduler@v1.36.3"]
+            return rid, outputs
 
-    def program():
-        cfg = config()
-        infra = fake_infra(cfg)
-        del infra.releases.sha256[("kube-scheduler", cfg.kubernetes_version)]
-        pki = Pki("kthw-pki", PkiArgs(config=cfg, hosts=infra.hosts, public_address=infra.public_address))
-        ControlPlane("kthw-control-plane", ControlPlaneArgs(config=cfg, infra=infra, pki=pki))
-
-    graph = evaluate(program, {"cloud": "local"}, expect_error=True)
-    assert "no pinned sha256 for kube-scheduler" in str(graph.error)
-    assert not graph.of_type("command:remote:Command")
+    graph = evaluate(lambda: build(), {"cloud": "local"}, mocks=LosesOne(), expect_error=True)
+    assert "no sha256 for kube-scheduler v1.36.3" in str(graph.error)
 
 
 def test_a_changed_file_reruns_only_what_reads_it():
@@ -182,11 +198,17 @@ def test_a_restore_copies_the_snapshot_before_etcd_and_founders_restore_it(tmp_p
     assert len(copies) == 3
     for node in NODES:
         copy = graph.named(f"kthw-control-plane-{node}-etcd-snapshot")
-        assert copy.input("remotePath") == f"/var/tmp/kthw-etcd-restore-{digest[:12]}.db"
+        # CopyToRemote writes 0644 over SFTP: the snapshot lands in a 0700 directory of the login user's home,
+        # made before the copy.
+        assert copy.input("remotePath") == f".kthw-restore/etcd-{digest[:12]}.db"
+        private_dir = graph.named(f"kthw-control-plane-{node}-etcd-snapshot-dir")
+        assert private_dir.input("create") == 'install -d -m 0700 "$HOME/.kthw-restore"'
+        assert graph.reaches(copy, private_dir)
         etcd = step(graph, node, "etcd")
         assert graph.reaches(etcd, copy)
         script = etcd.input("create")
-        assert f"{digest}  $snapshot" in script and "etcdutl snapshot restore" in script
+        assert f'{digest}  $snapshot' in script and "etcdutl snapshot restore" in script
+        assert '/.kthw-restore/etcd-' in script and '"${SUDO_USER:-root}"' in script
         assert script.index("etcdutl snapshot restore") < script.index("systemctl restart --no-block etcd")
     from test_rendered_files import body_of, tool
 

@@ -202,19 +202,23 @@ def test_drift_inside_a_controller_is_named_and_repaired(stack, what, index, tam
 
 def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     """The install script, as the bootstrap renders it, with one wrong digest: it stops, installs nothing."""
+    import json
+
+    from components.release_digests import digest_key
     from components.render import render
 
-    outputs = stack.outputs()
-    base = f"http://{outputs['publicAddress']}:8085"
-    from components.local.releases import release_source
-    from e2e_lib import CACHE
+    # The URLs and digests the bootstrap installed from: the release digests resource's record in the state.
+    state = json.loads(stack.pulumi("stack", "export", timeout=120).stdout)
+    [record] = [r["outputs"] for r in state["deployment"]["resources"]
+                if r["urn"].endswith("::kthw-control-plane-release-digests")]
 
-    releases = release_source(CACHE / "toolchain", "v1.36.3", "v3.6.14", base)
-    artifacts = [{"name": n, "url": releases.kubernetes_url.format(name=n, version="v1.36.3"),
-                  "sha256": releases.sha256[(n, "v1.36.3")]} for n in ("kube-apiserver", "kube-scheduler")]
+    def artifact(name: str, version: str) -> dict[str, str]:
+        key = digest_key(name, version)
+        return {"name": name, "url": record["artifacts"][key]["url"], "sha256": record["digests"][key]}
+
+    artifacts = [artifact(n, "v1.36.3") for n in ("kube-apiserver", "kube-scheduler")]
     artifacts[1]["sha256"] = "0" * 64  # kube-scheduler's digest no longer matches what the server has
-    etcd = {"name": "etcd", "url": releases.etcd_url.format(version="v3.6.14"),
-            "sha256": releases.sha256[("etcd", "v3.6.14")]}
+    etcd = artifact("etcd", "v3.6.14")
     script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3",
                     kubernetes=artifacts, etcd={**etcd, "version": "v3.6.14"})
     before = stack.host(0, "sha256sum /usr/local/bin/kube-apiserver /usr/local/bin/kube-scheduler").stdout
