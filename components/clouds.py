@@ -23,14 +23,17 @@ class Cloud:
 
 
 def _require_official_checksums(cfg: StackConfig) -> None:
-    """Clouds download official releases: every digest must be pinned before anything is created."""
+    """With kthw:requirePinnedDigests, every digest of the official releases must be pinned before anything is
+    created (fail closed); without it, the ones the table lacks are resolved at the first `up`."""
     missing = releases.missing_official(cfg.kubernetes_version, cfg.etcd_version)
-    if missing:
+    if cfg.require_pinned_digests and missing:
         raise ConfigError([
-            f"kthw:kubernetesVersion {cfg.kubernetes_version} / kthw:etcdVersion {cfg.etcd_version}: the checksum "
-            f"table ({releases.TABLE_PATH.name}) has no official sha256 for {', '.join(missing)}; run "
-            f"`scripts/update-checksums {cfg.kubernetes_version} {cfg.etcd_version}` on a machine with internet "
-            "access, or pick versions whose digests are all pinned"])
+            f"kthw:requirePinnedDigests is true, but the checksum table ({releases.TABLE_PATH.name}) has no "
+            f"official sha256 for {', '.join(missing)} (kthw:kubernetesVersion {cfg.kubernetes_version}, "
+            f"kthw:etcdVersion {cfg.etcd_version}); run `scripts/update-checksums {cfg.kubernetes_version} "
+            f"{cfg.etcd_version}` on a machine with internet access, pick versions whose digests are all pinned, "
+            "or set kthw:requirePinnedDigests false to resolve them from the published checksum files at the "
+            "first `pulumi up`"])
 
 
 def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
@@ -53,7 +56,7 @@ def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
     args = LocalInfraArgs(config=cfg)
     try:  # the toolchain's manifest is the local checksum table: check it before anything is created
         release_source(LocalLayout.build(pulumi.get_stack(), cfg.controller_names, cfg.node_cidr).toolchain_dir,
-                       cfg.kubernetes_version, cfg.etcd_version, "http://check")
+                       cfg.kubernetes_version, cfg.etcd_version, "https://check")
     except ManifestError as err:
         raise ConfigError([f"kthw:kubernetesVersion {cfg.kubernetes_version} / kthw:etcdVersion "
                            f"{cfg.etcd_version}: {err} (run scripts/toolchain/build)"]) from err

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,8 @@ import paramiko
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-AS_ROOT = 'S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"; '
+# Commands run as root whether the login user is root or, as on every infra, the image's sudo user.
+AS_ROOT = 'S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"; $S sh -c '
 ENCRYPTION_CONFIG = "/var/lib/kubernetes/encryption-config.yaml"
 
 
@@ -56,7 +58,7 @@ def _key(pem: str) -> paramiko.PKey:
 
 
 def _run(client: paramiko.SSHClient, command: str, timeout: float = 180) -> bytes:
-    _, stdout, stderr = client.exec_command(AS_ROOT + command, timeout=timeout)
+    _, stdout, stderr = client.exec_command(AS_ROOT + shlex.quote(command), timeout=timeout)
     data = stdout.read()
     if stdout.channel.recv_exit_status() != 0:
         raise RuntimeError(f"{command!r}: {stderr.read().decode(errors='replace')[-2000:]}")
@@ -74,7 +76,7 @@ def on_a_controller(stack: str, work):
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - hosts are the stack's own
         try:
-            client.connect(c["sshHost"], port=int(c.get("sshPort", 22)), username=c.get("sshUser", "root"),
+            client.connect(c["sshHost"], port=int(c.get("sshPort", 22)), username=c["sshUser"],
                            pkey=_key(keys[c["name"]]), timeout=10, banner_timeout=10, auth_timeout=10,
                            allow_agent=False, look_for_keys=False)
             return c["name"], work(client)

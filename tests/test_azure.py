@@ -15,7 +15,8 @@ from components.azure import AzureInfra, AzureInfraArgs, load_azure_config
 from components.azure import regions
 from components.config import ConfigError
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, ReleaseSource
-from harness import Graph, Registered, contains_secret_marker, evaluate, fake_public_ip, run_program, unwrap
+from harness import (Graph, Registered, contains_secret_marker, evaluate, fake_public_ip,
+                     release_digests_feeding_installs, run_program, unwrap)
 
 ADMIN = "203.0.113.7/32"
 API_IP = fake_public_ip("kthw-api-ip")
@@ -213,11 +214,14 @@ def test_vms_ubuntu_key_only_spread_over_zones(fixture: str, zones: list[str], r
 
 
 def test_cloud_init_raises_sshd_limits(default: Built) -> None:
-    vm = default.graph.of_type(VM)[0]
-    cloud_config = base64.b64decode(vm.input("osProfile")["customData"]).decode()
-    assert cloud_config.startswith("#cloud-config\n")
-    [drop_in] = yaml.safe_load(cloud_config)["write_files"]
-    assert "MaxStartups 100:30:200" in drop_in["content"]
+    from components.boot import user_data
+
+    for vm in default.graph.of_type(VM):
+        cloud_config = base64.b64decode(vm.input("osProfile")["customData"]).decode()
+        assert cloud_config == user_data()  # the first boot every infra shares (GCP's user-data, the local seed)
+        assert cloud_config.startswith("#cloud-config\n")
+        [drop_in] = yaml.safe_load(cloud_config)["write_files"]
+        assert "MaxStartups 100:30:200" in drop_in["content"]
 
 
 def test_vm_size_image_user_and_zones_are_configurable() -> None:
@@ -320,7 +324,8 @@ def test_outputs_have_the_infra_shape(five: Built) -> None:
     assert all(isinstance(h, ControllerHost) for h in out.hosts)
     assert [h.name for h in out.hosts] == [f"controller-{i}" for i in range(5)]
     assert (out.api_port, out.node_subnet, out.health_check) == (6443, "10.240.0.0/24", HealthCheckStyle.HTTPS_READYZ)
-    assert out.releases.kubernetes_url == releases.KUBERNETES_URL and out.releases.etcd_url == releases.ETCD_URL
+    assert (out.releases.kubernetes_base, out.releases.etcd_base) == (releases.KUBERNETES_BASE, releases.ETCD_BASE)
+    assert out.releases.pinned == releases.official_sha256(releases.DEFAULT_KUBERNETES, releases.DEFAULT_ETCD)
     hosts = five.graph.stack_outputs["hosts"]
     assert [(h["privateIp"], h["sshHost"], h["sshPort"], h["sshUser"]) for h in hosts] == \
         [(f"10.240.0.{10 + i}", fake_public_ip(f"kthw-controller-{i}-ip"), 22, "kthw") for i in range(5)]
@@ -411,13 +416,11 @@ def test_region_table_is_well_formed() -> None:
 
 # ---- the whole program on the azure stack ---------------------------------------------------------------
 
-def test_control_plane_commands_target_the_azure_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
-    version = releases.DEFAULT_KUBERNETES
-    pinned = {name: digest or "ab" * 32 for name, digest in releases.KUBERNETES.get(version, {}).items()}
-    pinned.update({name: pinned.get(name) or "ab" * 32 for name in releases.KUBERNETES_BINARIES})
-    monkeypatch.setitem(releases.KUBERNETES, version, pinned)
-    monkeypatch.setitem(releases.ETCD, releases.DEFAULT_ETCD, releases.ETCD.get(releases.DEFAULT_ETCD) or "cd" * 32)
+def test_control_plane_commands_target_the_azure_hosts() -> None:
+    """As shipped (the table lacks digests of the default version): the program runs, the digests resource
+    resolving what the table lacks before any install step."""
     graph = run_program({"cloud": "azure", "adminCidrs": [ADMIN]}, stack="azure")
+    release_digests_feeding_installs(graph)
     [component] = graph.of_type("kthw:azure:AzureInfra")
     remote = [r for r in graph.of_type("command:remote:Command") if r.parent != component.urn]
     assert remote, "the control plane registered no remote command"

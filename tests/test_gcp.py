@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from harness import FakeCloud, Graph, evaluate
+from harness import FakeCloud, Graph, evaluate, release_digests_feeding_installs, run_program
 
 from components import config as stack_config
 from components.config import ConfigError
@@ -183,6 +183,27 @@ def test_a_configured_key_pair_is_used_and_kept_secret():
     assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == "kthw:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host kthw"
 
 
+def test_instances_boot_with_the_shared_user_data_and_the_bootstrap_waits_for_it(default):
+    """GCE's cloud-init applies the `user-data` metadata key: the same first boot as Azure's and the local hosts'."""
+    import yaml
+    from harness import unwrap
+
+    from components.boot import user_data
+
+    graph, captured = default
+    for i, instance in enumerate(sorted(graph.of_type(T_INSTANCE), key=lambda r: r.input("name"))):
+        metadata = instance.input("metadata")
+        assert metadata["user-data"] == user_data()
+        assert metadata["user-data"].startswith("#cloud-config\n") and yaml.safe_load(metadata["user-data"])["write_files"]
+        wait = graph.named(f"kthw-controller-{i}-booted")
+        connection = unwrap(wait.inputs["connection"])
+        assert (connection["host"], connection["port"], connection["user"]) == (f"35.0.113.1{i}", 22, "kthw")
+        assert "cloud-init status --wait" in wait.input("create") and "sudo -n true" in wait.input("create")
+        assert graph.reaches(wait, instance) and all(graph.reaches(wait, rule) for rule in graph.of_type(T_FIREWALL))
+    ready = {r._name for r in captured["outputs"].ready}  # type: ignore[attr-defined]
+    assert {f"kthw-controller-{i}-booted" for i in range(3)} <= ready
+
+
 def test_infra_outputs_shape(default):
     _, captured = default
     outputs = captured["outputs"]
@@ -194,8 +215,17 @@ def test_infra_outputs_shape(default):
     assert captured["public"] == "34.0.113.10"
     assert captured["hosts"] == [
         [f"controller-{i}", f"10.240.0.1{i}", f"35.0.113.1{i}", 22, "kthw"] for i in range(3)]
-    assert outputs.releases.kubernetes_url.startswith("https://dl.k8s.io/")
+    assert outputs.releases.kubernetes_url("kubectl", "v1.36.3") == \
+        "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl"
     assert len(outputs.ready) >= 3 + 3  # the VMs and the firewalls at least
+
+
+def test_the_whole_program_runs_as_shipped_and_resolves_digests_before_installing():
+    graph = run_program(BASE, stack="gcp")
+    digests = release_digests_feeding_installs(graph)
+    assert set(digests.input("artifacts")) - set(digests.input("pinned")) == {
+        "kube-apiserver@v1.36.3", "kube-controller-manager@v1.36.3", "kube-scheduler@v1.36.3"}
+    assert all(graph.reaches(digests, vm) for vm in graph.of_type(T_INSTANCE))
 
 
 def test_every_child_is_parented_to_the_component_and_named_after_it(default):

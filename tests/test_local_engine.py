@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.local import probe
+from components.local.infra import SSH_USER
 from components.local.layout import LocalLayout
 from test_local_hosts import TOOLS, free_cidr, leftovers
 
@@ -118,14 +119,15 @@ def test_pulumi_up_refresh_destroy(project):
     key.chmod(0o600)
     for host in layout.hosts:
         out = subprocess.run(["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                              "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{host.ip}",
+                              "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"{SSH_USER}@{host.ip}",
                               "hostname"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert out.stdout.strip() == host.name, out.stderr
 
     kill_stack_processes(layout)
     repair = timed("pulumi up --refresh (after the stack's processes were killed)",
                    lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview", "--refresh"))
-    assert "5 updated" in repair.stdout, repair.stdout[-3000:]
+    # The 3 hosts, the LB and the file server are rebuilt, and each host's first-boot wait runs again.
+    assert "8 updated" in repair.stdout, repair.stdout[-3000:]
     assert all(probe.host_alive(layout, h) for h in layout.hosts) and probe.lb_alive(layout)
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
 

@@ -4,11 +4,15 @@ Runs scripts/local/*.sh directly (not through Pulumi), with the names and paths 
 stack, on a free /27 of 198.18.0.0/24 outside the `local` stack's addresses (.1, .10-.16; e.g. 198.18.0.32/27:
 bridge .33, hosts .42 and .43), so that it never clashes with a running stack. Needs root, debootstrap, systemd-nspawn, haproxy and ssh; the base root is
 built once into the real cache (${KTHW_CACHE:-~/.cache/kthw}/rootfs) and reused. Prints timings.
+
+The hosts boot as the clouds' VMs do: cloud-init applies the shared user data from a NoCloud seed, the bootstrap
+logs in as the image's sudo user (never root), and the release mirror is HTTPS with a CA the hosts trust.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -18,10 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from components.boot import WAIT_FOR_BOOT, user_data
 from components.infra import HealthCheckStyle
 from components.local import probe
-from components.local.infra import render_haproxy
+from components.local.infra import SSH_USER, render_haproxy
 from components.local.layout import LocalLayout, default_cache_root
+from components.local.releases import release_source
+from test_local_infra import ETCD, K8S
 
 pytestmark = pytest.mark.e2e
 
@@ -75,20 +82,42 @@ def timed(label: str):
     return _T()
 
 
-def ssh(layout: LocalLayout, key: Path, ip: str, command: str, timeout: int = 60) -> subprocess.CompletedProcess:
+def ssh(layout: LocalLayout, key: Path, ip: str, command: str, timeout: int = 60, user: str = SSH_USER,
+        root: bool = False) -> subprocess.CompletedProcess:
+    """Run `command` on a host as the login user (as the bootstrap does); with `root`, through `sudo -n`."""
     start = time.monotonic()
     try:
-        return _ssh(key, ip, command, timeout)
+        return _ssh(key, ip, f"sudo -n bash -c {shlex.quote(command)}" if root else command, timeout, user)
     finally:
         if os.environ.get("KTHW_E2E_DEBUG"):
-            print(f"[ssh] {ip} {command!r}: {time.monotonic() - start:.1f} s")
+            print(f"[ssh] {user}@{ip} {command!r}: {time.monotonic() - start:.1f} s")
 
 
-def _ssh(key: Path, ip: str, command: str, timeout: int) -> subprocess.CompletedProcess:
+def _ssh(key: Path, ip: str, command: str, timeout: int, user: str = SSH_USER) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{ip}", command],
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"{user}@{ip}", command],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def timestamp(layout: LocalLayout, key: Path, ip: str, unit: str, prop: str) -> int:
+    return int(ssh(layout, key, ip, f"systemctl show {unit} -p {prop} --value").stdout.strip())
+
+
+def first_boot(layout: LocalLayout, key: Path, ip: str) -> dict[str, str]:
+    """What a host's first boot left: the login user, cloud-init's verdict, the instance, sshd's effective config."""
+    wait = ssh(layout, key, ip, WAIT_FOR_BOOT, timeout=200)  # what components/boot.py runs: cloud-init done, sudo
+    assert wait.returncode == 0, (wait.stdout, wait.stderr, ssh(layout, key, ip, "cloud-init status --long").stdout)
+    status = ssh(layout, key, ip, "cloud-init status --long")
+    return {
+        "user": ssh(layout, key, ip, "id -un; id -u").stdout.split(),
+        "status": status.stdout.strip().splitlines()[0] if status.stdout.strip() else status.stderr,
+        "status_long": status.stdout,
+        "instance": ssh(layout, key, ip, "cat /var/lib/cloud/data/instance-id").stdout.strip(),
+        "boot_finished": ssh(layout, key, ip, "test -f /var/lib/cloud/instance/boot-finished && echo yes").stdout.strip(),
+        "sshd": ssh(layout, key, ip, "sshd -T", root=True).stdout.lower(),
+        "host_key": ssh(layout, key, ip, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip(),
+    }
 
 
 def show_stat(sock: Path) -> list[dict[str, str]]:
@@ -153,9 +182,9 @@ def leftovers(layout: LocalLayout) -> list[str]:
     return found
 
 
-def teardown(layout: LocalLayout, releases: Path) -> None:
+def teardown(layout: LocalLayout, mirror: Path) -> None:
     sh("lb.sh", "down", env=layout.lb_env(6443), check=False, timeout=60)
-    sh("fileserver.sh", "down", env=layout.file_server_env(releases), check=False, timeout=60)
+    sh("fileserver.sh", "down", env=layout.file_server_env(mirror), check=False, timeout=60)
     with ThreadPoolExecutor(len(layout.hosts)) as pool:
         results = list(pool.map(lambda h: sh("host.sh", "down", env=layout.host_env(h), check=False, timeout=120),
                                 layout.hosts))
@@ -173,58 +202,70 @@ def stack(tmp_path):
     # A short state root: HAProxy's stats socket path must stay under 108 bytes.
     state_root = Path(f"/tmp/kthw-e2e-{os.getpid()}")
     layout = LocalLayout.build(STACK, HOSTS, free_cidr(), state_root=state_root, cache_root=default_cache_root())
-    releases = tmp_path / "releases"
-    releases.mkdir()
+    from test_local_infra import make_toolchain
+
+    toolchain = make_toolchain(tmp_path / "toolchain")  # a fake mirror/ in the official layouts
     pre = leftovers(layout)
     assert not pre, f"a previous run left these behind: {pre}"
     try:
-        yield layout, releases, tmp_path
+        yield layout, toolchain, tmp_path
     finally:
         if leftovers(layout):
-            teardown(layout, releases)
+            teardown(layout, toolchain / "mirror")
         shutil.rmtree(state_root, ignore_errors=True)
         print("[timing] summary: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
 
 
 def test_local_hosts_up_and_down(stack):
-    layout, releases, tmp = stack
+    from tls_mocks import ca_and_server_cert
+
+    layout, toolchain, tmp = stack
+    mirror = toolchain / "mirror"
+    base_env = {"KTHW_CACHE": str(layout.cache_root), "KTHW_LOGIN_USER": SSH_USER}
     start = time.monotonic()
-    first = sh("base-root.sh", timeout=1800, env={"KTHW_CACHE": str(layout.cache_root)})
+    first = sh("base-root.sh", timeout=1800, env=base_env)
     label = "base root (cached)" if "cached:" in first.stderr else "base root (cold: debootstrap)"
     TIMINGS[label] = time.monotonic() - start
     print(f"[timing] {label}: {TIMINGS[label]:.1f} s")
     base = first.stdout.strip().splitlines()[-1]
     assert Path(base, ".kthw-complete").is_file()
     with timed("base root (cached, again)"):
-        again = sh("base-root.sh", env={"KTHW_CACHE": str(layout.cache_root)}).stdout.strip().splitlines()[-1]
+        again = sh("base-root.sh", env=base_env).stdout.strip().splitlines()[-1]
     assert again == base
 
     key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-    payload = b"kthw local file server\n" * 100
-    (releases / "kubectl").write_bytes(payload)
+    # The stack's mirror CA (the hosts trust it) and the file server's key and cert for the gateway address.
+    ca_pem, server_pem = ca_and_server_cert(f"kthw {STACK} release mirror CA", layout.gateway)
+    source = release_source(toolchain, K8S, ETCD, f"https://{layout.gateway}:{layout.file_server_port}", ca_pem)
 
-    def host_env(host, generation: str = "1") -> dict:
+    def host_env(host, generation: str = "1", data: str = user_data()) -> dict:
         return {**layout.host_env(host), "KTHW_BASE_ROOT": base, "KTHW_AUTHORIZED_KEY": key.with_suffix(".pub").read_text().strip(),
-                "KTHW_GENERATION": generation}
+                "KTHW_USER_DATA": data, "KTHW_MIRROR_CA": ca_pem, "KTHW_GENERATION": generation}
 
     sh("network.sh", "up", env={**layout.network_env(), "KTHW_GENERATION": "1"})
+    booted_at = time.monotonic()
     with timed(f"{len(HOSTS)} hosts boot (parallel, to sshd answering)"):
         with ThreadPoolExecutor(len(layout.hosts)) as pool:
             list(pool.map(lambda h: sh("host.sh", "up", env=host_env(h), timeout=300), layout.hosts))
     for host in layout.hosts:
         assert probe.host_alive(layout, host), host
         assert probe.read_generation(host.generation_file) == 1
-    sh("fileserver.sh", "up", env={**layout.file_server_env(releases), "KTHW_GENERATION": "1"})
-    assert probe.file_server_alive(layout, releases)
+    with ThreadPoolExecutor(len(layout.hosts)) as pool:
+        boots = dict(zip(HOSTS, pool.map(lambda h: first_boot(layout, key, h.ip), layout.hosts)))
+    TIMINGS[f"{len(HOSTS)} hosts first boot (to cloud-init done)"] = time.monotonic() - booted_at
+    print(f"[timing] {len(HOSTS)} hosts first boot (to cloud-init done): {time.monotonic() - booted_at:.1f} s")
+    sh("fileserver.sh", "up", env={**layout.file_server_env(mirror), "KTHW_GENERATION": "1"}, stdin=server_pem)
+    assert probe.file_server_alive(layout, mirror)
+    assert oct((layout.file_server_dir / "tls.pem").stat().st_mode & 0o777) == "0o600"
 
     # Another stack on the same addresses is refused, not silently doubled.
     clash = sh("network.sh", "up", env={**layout.network_env(), "KTHW_BRIDGE": f"kt-{layout.tag}-x",
                                         "KTHW_STATE_DIR": "", "KTHW_GENERATION_FILE": ""}, check=False)
     assert clash.returncode != 0 and "already on interface" in clash.stderr, clash.stderr
     assert subprocess.run(["ip", "link", "show", f"kt-{layout.tag}-x"], capture_output=True).returncode != 0
-    clash = sh("fileserver.sh", "up", env={**layout.file_server_env(releases), "KTHW_FS_DIR": str(tmp / "fs2"),
-                                           "KTHW_GENERATION_FILE": ""}, check=False)
+    clash = sh("fileserver.sh", "up", env={**layout.file_server_env(mirror), "KTHW_FS_DIR": str(tmp / "fs2"),
+                                           "KTHW_GENERATION_FILE": ""}, stdin=server_pem, check=False)
     assert clash.returncode != 0 and "already in use" in clash.stderr, clash.stderr
 
     # Each host: systemd fully up, its own hostname, the file server reachable and the bytes intact.
@@ -234,13 +275,55 @@ def test_local_hosts_up_and_down(stack):
             assert state.stdout.strip() == "running", (state.stdout, state.stderr,
                                                        ssh(layout, key, host.ip, "systemctl --failed").stdout)
     for host in layout.hosts:
+        boot = boots[host.name]
+        # The first boot, as on a cloud VM: cloud-init applied the shared user data and is done.
+        assert boot["status"] == "status: done" and "error" not in boot["status_long"].lower(), boot["status_long"]
+        assert "DataSourceNoCloud" in boot["status_long"] and boot["boot_finished"] == "yes"
+        # The bootstrap's login: the image's user, not root, with passwordless sudo; root may not log in.
+        assert boot["user"][0] == SSH_USER and boot["user"][1] != "0"
+        assert ssh(layout, key, host.ip, "sudo -n true").returncode == 0
+        as_root = ssh(layout, key, host.ip, "true", user="root")
+        assert as_root.returncode != 0 and "Permission denied" in as_root.stderr, as_root
+        # sshd runs with the user data's drop-in, and started only once cloud-init had written it.
+        assert "maxstartups 100:30:200" in boot["sshd"] and "maxsessions 50" in boot["sshd"]
+        assert "permitrootlogin no" in boot["sshd"] and "passwordauthentication no" in boot["sshd"]
+        assert timestamp(layout, key, host.ip, "ssh", "ExecMainStartTimestampMonotonic") > \
+            timestamp(layout, key, host.ip, "cloud-init", "ExecMainExitTimestampMonotonic") > 0
         assert ssh(layout, key, host.ip, "hostname").stdout.strip() == host.name
-        got = ssh(layout, key, host.ip, f"curl -fsS --max-time 10 http://{layout.gateway}:{layout.file_server_port}/kubectl | sha256sum")
-        assert got.stdout.split()[0] == hashlib.sha256(payload).hexdigest(), got.stderr
-        peers = ssh(layout, key, host.ip, "getent hosts controller-0 controller-1; command -v nginx curl tar sudo").stdout
+        peers = ssh(layout, key, host.ip, "getent hosts controller-0 controller-1; command -v nginx curl tar sudo",
+                    root=True).stdout
         assert layout.hosts[0].ip in peers and layout.hosts[1].ip in peers and "/usr/sbin/nginx" in peers
-        limits = ssh(layout, key, host.ip, "sshd -T | grep -Ei '^(maxstartups|maxsessions) '").stdout.lower()
-        assert "maxstartups 100:30:200" in limits and "maxsessions 100" in limits
+        # Downloads as from the official sites: HTTPS verified by the host's own trust store (no -k, no
+        # --cacert), each file checked against the checksum file published beside it.
+        for url, checksum in [(source.kubernetes_url(n, K8S), source.kubernetes_checksum_url(n, K8S))
+                              for n in ("kubectl", "kube-apiserver")]:
+            name = url.rsplit("/", 1)[1]
+            got = ssh(layout, key, host.ip, f"cd \"$(mktemp -d)\" && curl -fsSO --max-time 10 {url} && "
+                      f"echo \"$(curl -fsS --max-time 10 {checksum})  {name}\" | sha256sum -c")
+            assert got.returncode == 0 and f"{name}: OK" in got.stdout, (got.stdout, got.stderr)
+        etcd = source.etcd_archive(ETCD)
+        got = ssh(layout, key, host.ip, f"cd \"$(mktemp -d)\" && curl -fsSO --max-time 10 {source.etcd_url(ETCD)} && "
+                  f"curl -fsS --max-time 10 {source.etcd_checksum_url(ETCD)} | sha256sum -c --ignore-missing")
+        assert got.returncode == 0 and f"{etcd}: OK" in got.stdout, (got.stdout, got.stderr)
+        # The bytes are the mirror's.
+        served = hashlib.sha256((mirror / "release" / K8S / "bin/linux/amd64/kubectl").read_bytes()).hexdigest()
+        got = ssh(layout, key, host.ip, f"curl -fsS --max-time 10 {source.kubernetes_url('kubectl', K8S)} | sha256sum")
+        assert got.stdout.split()[0] == served, got.stderr
+    # Every host is its own instance.
+    assert len({boots[h]["instance"] for h in HOSTS}) == len(HOSTS) and all(boots[h]["instance"] for h in HOSTS)
+    # What else logs in (the day-2 scripts, the drift probe) reaches root through sudo, as the login user.
+    import importlib.util
+
+    from components import drift
+
+    spec = importlib.util.spec_from_file_location("operate", ROOT / "scripts" / "operate.py")
+    operate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(operate)  # type: ignore[union-attr]
+    ip = layout.hosts[1].ip
+    assert ssh(layout, key, ip, operate.AS_ROOT + shlex.quote("id -u && head -c 5 /etc/shadow")).stdout == "0\nroot:"
+    observed = drift.probe_host({"host": ip, "port": 22, "user": SSH_USER, "private_key": key.read_text(),
+                                 "expected": {"g": {"files": {"/etc/shadow": "-"}, "units": ["ssh"]}}})
+    assert observed["files"]["/etc/shadow"] != "missing" and observed["units"] == {"ssh": "active"}, observed
 
     # The LB: rendered config validates, both backends are listed, a changed config reloads in place.
     for style in HealthCheckStyle:
@@ -262,9 +345,9 @@ def test_local_hosts_up_and_down(stack):
         "cd /run && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=fake "
         "-keyout fake.key -out fake.crt -days 1 2>/dev/null && "
         "systemd-run --unit fake-apiserver openssl s_server -quiet -accept 6443 -www -cert /run/fake.crt -key /run/fake.key")
-    assert ssh(layout, key, c0.ip, fake_apiserver).returncode == 0
+    assert ssh(layout, key, c0.ip, fake_apiserver, root=True).returncode == 0
     assert wait_status(layout, {"controller-0": "UP", "controller-1": "DOWN"})
-    assert ssh(layout, key, c0.ip, "systemctl stop fake-apiserver").returncode == 0
+    assert ssh(layout, key, c0.ip, "systemctl stop fake-apiserver", root=True).returncode == 0
     assert wait_status(layout, {"controller-0": "DOWN", "controller-1": "DOWN"})
 
     # http-healthz-proxy (reloaded in place): only a /healthz for Host kubernetes.default.svc.cluster.local
@@ -273,22 +356,24 @@ def test_local_hosts_up_and_down(stack):
     assert (layout.lb_dir / "haproxy.pid").read_text().strip() == master  # reloaded, not restarted
     site = ("server { listen 80; server_name kubernetes.default.svc.cluster.local; "
             "location = /healthz { return 200 ok; } }")
-    assert ssh(layout, key, c1.ip, f"echo '{site}' > /etc/nginx/sites-enabled/kthw-test && systemctl reload nginx").returncode == 0
+    assert ssh(layout, key, c1.ip, f"echo '{site}' > /etc/nginx/sites-enabled/kthw-test && systemctl reload nginx",
+               root=True).returncode == 0
     assert wait_status(layout, {"controller-0": "DOWN", "controller-1": "UP"})
-    assert ssh(layout, key, c1.ip, "rm /etc/nginx/sites-enabled/kthw-test && systemctl reload nginx").returncode == 0
+    assert ssh(layout, key, c1.ip, "rm /etc/nginx/sites-enabled/kthw-test && systemctl reload nginx",
+               root=True).returncode == 0
     assert wait_status(layout, {"controller-1": "DOWN"})
 
     # tcp: a plain connect check.
     sh("lb.sh", "up", env=lb_env, stdin=render_haproxy(layout, HealthCheckStyle.TCP))
     assert (layout.lb_dir / "haproxy.pid").read_text().strip() == master
     assert ssh(layout, key, c0.ip, "systemctl reset-failed fake-apiserver 2>/dev/null; systemd-run --unit fake-apiserver2 "
-               "openssl s_server -quiet -accept 6443 -www -cert /run/fake.crt -key /run/fake.key").returncode == 0
+               "openssl s_server -quiet -accept 6443 -www -cert /run/fake.crt -key /run/fake.key", root=True).returncode == 0
     assert wait_status(layout, {"controller-0": "UP", "controller-1": "DOWN"})
 
     # A host whose processes die (as when the machine's processes are killed) is rebuilt by `up`, with its
     # disk (the overlay's upper dir) kept: what the bootstrap installed survives, like a VM reboot.
     victim = layout.hosts[0]
-    assert ssh(layout, key, victim.ip, "echo kept > /root/marker").returncode == 0
+    assert ssh(layout, key, victim.ip, "echo kept > /root/marker", root=True).returncode == 0
     pids = subprocess.run(["ip", "netns", "pids", victim.netns], capture_output=True, text=True).stdout.split()
     nspawn_pid = victim.pidfile.read_text().strip()
     subprocess.run(["kill", "-KILL", nspawn_pid, *pids], check=False)
@@ -301,12 +386,36 @@ def test_local_hosts_up_and_down(stack):
     with timed("dead host rebuilt"):
         sh("host.sh", "up", env=host_env(victim, "2"), timeout=300)
     assert probe.host_alive(layout, victim) and probe.read_generation(victim.generation_file) == 2
-    assert ssh(layout, key, victim.ip, "cat /root/marker").stdout.strip() == "kept"
+    assert ssh(layout, key, victim.ip, "cat /root/marker", root=True).stdout.strip() == "kept"
+    # A reboot of the same instance: cloud-init is done again without making it anew (same host keys).
+    rebooted = first_boot(layout, key, victim.ip)
+    assert rebooted["status"] == "status: done" and rebooted["instance"] == boots[victim.name]["instance"]
+    assert rebooted["host_key"] == boots[victim.name]["host_key"]
+
+    # New instance data (here: the user data) is a new instance: the host reboots and cloud-init runs it anew.
+    with timed("new instance data applied (reboot)"):
+        changed = sh("host.sh", "up", env=host_env(victim, "2", data=user_data() + "# a new revision\n"), timeout=300)
+    assert "rebooting" in changed.stderr, changed.stderr
+    renewed = first_boot(layout, key, victim.ip)
+    assert renewed["status"] == "status: done" and renewed["instance"] != boots[victim.name]["instance"]
+    assert renewed["host_key"] != boots[victim.name]["host_key"]  # made anew for the new instance, as on a cloud
+    assert ssh(layout, key, victim.ip, "tail -n 1 /var/lib/cloud/instance/user-data.txt",
+               root=True).stdout.strip() == "# a new revision"
+
+    # Another mirror CA replaces the old one in the trust store (bundle and hashed links), without a reboot.
+    other_ca, _ = ca_and_server_cert(f"kthw {STACK} another mirror CA", layout.gateway)
+    sh("host.sh", "up", env={**host_env(victim, "2", data=user_data() + "# a new revision\n"), "KTHW_MIRROR_CA": other_ca})
+    url = source.kubernetes_checksum_url("kubectl", K8S)
+    refused = ssh(layout, key, victim.ip, f"curl -fsS --max-time 10 {url}")
+    assert refused.returncode == 60, refused  # the server's cert is the old CA's: no longer trusted
+    assert ssh(layout, key, victim.ip, "openssl verify -CApath /etc/ssl/certs /usr/local/share/ca-certificates/"
+               "kthw-mirror-ca.crt && openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt "
+               "/usr/local/share/ca-certificates/kthw-mirror-ca.crt").returncode == 0
 
     for host in layout.hosts:  # keep the hosts' boot logs for a slow shutdown's diagnosis
         shutil.copy(host.dir / "nspawn.log", tmp / f"{host.name}-nspawn.log")
     with timed("teardown"):
-        teardown(layout, releases)
+        teardown(layout, mirror)
     left = leftovers(layout)
     assert not left, f"left behind: {left}"
     for host in layout.hosts:
@@ -317,12 +426,15 @@ def test_component_commands_converge(tmp_path):
     """LocalInfra's own commands, run as the engine would run them: create, a second evaluation asks for no
     change, killed processes ask for an update that brings them back, then delete leaves nothing.
 
-    The program is evaluated under mocks (tests/harness.py); each registered `command:local:Command` is run
-    with its recorded `create`/`update`/`delete`, `dir`, `environment` and `stdin` through /bin/sh, in the
-    graph's dependency order. (The Pulumi CLI itself is exercised by the stack's own e2e test.)
+    The program is evaluated under mocks (tests/harness.py) whose keys and certificates are real
+    (tests/tls_mocks.py); each registered `command:local:Command` is run with its recorded
+    `create`/`update`/`delete`, `dir`, `environment` and `stdin` through /bin/sh, and each host's first-boot
+    wait (`command:remote:Command`) over SSH with its recorded connection, in the graph's dependency order.
+    (The Pulumi CLI itself is exercised by the stack's own e2e test.)
     """
     from harness import evaluate
     from test_local_infra import cfg, make_toolchain
+    from tls_mocks import RealTls
 
     from components.local import LocalInfra, LocalInfraArgs
     from system_tools import require
@@ -333,6 +445,7 @@ def test_component_commands_converge(tmp_path):
     state_root = Path(f"/tmp/kthw-w-{os.getpid()}")
     stack_name = "ktwire"
     cidr = free_cidr()
+    mocks = RealTls()  # one "state": every evaluation gets the same keys and certificates
 
     def evaluate_once():
         holder = {}
@@ -342,11 +455,31 @@ def test_component_commands_converge(tmp_path):
                 config=cfg(nodeCidr=cidr, healthCheck="tcp", controllerCount=3), stack=stack_name,
                 state_root=str(state_root), cache_root=str(default_cache_root()), toolchain_dir=str(toolchain)))
 
-        graph = evaluate(program, {"cloud": "local"})
-        commands = {r.name: r for r in graph.of_type("command:local:Command")}
+        graph = evaluate(program, {"cloud": "local"}, mocks=mocks)
+        commands = {r.name: r for r in graph.of_type("command:local:Command") + graph.of_type("command:remote:Command")}
         return graph, holder["infra"].layout, commands
 
-    base_root = sh("base-root.sh", timeout=1800).stdout.strip().splitlines()[-1]
+    def remote(r) -> subprocess.CompletedProcess:
+        """A remote command's create, as the engine runs it: over SSH with its connection (user and key)."""
+        connection = r.input("connection")
+        key = tmp_path / "id"
+        key.write_text(connection["privateKey"])
+        key.chmod(0o600)
+        return _ssh(key, connection["host"], r.input("create"), 300, user=connection["user"])
+
+    def remote_shell(r, command: str) -> subprocess.CompletedProcess:
+        """`command` over the connection of remote command `r`."""
+        connection = r.input("connection")
+        return _ssh(tmp_path / "id", connection["host"], command, 60, user=connection["user"])
+
+    def boot_waits(commands) -> None:
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(remote, [commands[f"w-controller-{i}-booted"] for i in range(3)]))
+        assert all(r.returncode == 0 for r in results), [(r.stdout, r.stderr) for r in results]
+
+    graph, layout, commands = evaluate_once()
+    base_env = {k: str(v) for k, v in commands["w-base-root"].input("environment").items()}
+    base_root = sh("base-root.sh", timeout=1800, env=base_env).stdout.strip().splitlines()[-1]
 
     def run(r, which: str) -> None:
         env = {k: str(v) for k, v in (r.input("environment") or {}).items()}
@@ -361,7 +494,6 @@ def test_component_commands_converge(tmp_path):
                 for name, r in commands.items()}
 
     order = ["w-network", "w-controller-0", "w-controller-1", "w-controller-2", "w-lb", "w-file-server"]
-    graph, layout, commands = evaluate_once()
     assert not leftovers(layout), leftovers(layout)
     try:
         assert all(r.input("environment")["KTHW_GENERATION"] == "1" for n, r in commands.items() if n in order)
@@ -372,7 +504,14 @@ def test_component_commands_converge(tmp_path):
                 list(pool.map(lambda r: run(r, "create"), hosts))
             run(commands["w-lb"], "create")
             run(commands["w-file-server"], "create")
+        with timed("component first boot waits (cloud-init done, as the login user)"):
+            boot_waits(commands)
         assert wait_status(layout, {"controller-0": "DOWN", "controller-1": "DOWN", "controller-2": "DOWN"})
+        # The hosts trust the stack's mirror CA (pulumi-tls, here real): HTTPS to the component's file server.
+        url = f"https://{layout.gateway}:{layout.file_server_port}/release/{K8S}/bin/linux/amd64/kubectl.sha256"
+        got = remote_shell(commands["w-controller-2-booted"], f"curl -fsS --max-time 10 {url}")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == (toolchain / "mirror" / url.split(":8443/", 1)[1]).read_text()
 
         # A second evaluation of a healthy stack asks for nothing: the same inputs, so no diff, no update.
         _, _, again = evaluate_once()
@@ -394,13 +533,16 @@ def test_component_commands_converge(tmp_path):
         changed = sorted(n for n in order if inputs(after_kill)[n] != inputs(commands)[n])
         assert changed == sorted(order[1:]), changed  # every host, the LB and the file server; not the bridge
         assert all(after_kill[n].input("environment")["KTHW_GENERATION"] == "2" for n in changed)
+        # Each rebuilt host is waited for again (its wait names the generation), before the bootstrap goes on.
+        assert all("generation 2" in after_kill[f"w-controller-{i}-booted"].input("create") for i in range(3))
         with timed("component repair (update of killed parts)"):
             with ThreadPoolExecutor(3) as pool:
                 list(pool.map(lambda n: run(after_kill[n], "update"), [f"w-controller-{i}" for i in range(3)]))
             run(after_kill["w-lb"], "update")
             run(after_kill["w-file-server"], "update")
+            boot_waits(after_kill)
         assert all(probe.host_alive(layout, h) for h in layout.hosts)
-        assert probe.lb_alive(layout) and probe.file_server_alive(layout, toolchain / "releases")
+        assert probe.lb_alive(layout) and probe.file_server_alive(layout, toolchain / "mirror")
         _, _, settled = evaluate_once()
         assert inputs(settled) == inputs(after_kill)  # the next `up` makes no change
     finally:

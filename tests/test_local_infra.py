@@ -9,6 +9,7 @@ import pulumi
 import pytest
 
 from components import config as stack_config
+from components.boot import DEFAULT_ADMIN_USERNAME, user_data
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.local import LocalInfra, LocalInfraArgs, LocalLayout, ManifestError, release_source
 from components.local.infra import render_haproxy
@@ -20,20 +21,34 @@ ETCD = stack_config.releases.DEFAULT_ETCD
 ARTIFACTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]
 
 
-def make_toolchain(root: Path, k8s: str = K8S, etcd: str = ETCD, skip: tuple[str, ...] = ()) -> Path:
-    releases = root / "releases"
+def mirror_files(k8s: str = K8S, etcd: str = ETCD) -> list[tuple[str, str, str]]:
+    """(name, version, path under mirror/) of every release the local stack serves, as the official sites lay
+    them out: dl.k8s.io's release/<v>/bin/linux/amd64/<name>, etcd's <v>/<archive> (under etcd/)."""
+    return [(name, k8s, f"release/{k8s}/bin/linux/amd64/{name}") for name in ARTIFACTS] + [
+        ("etcd", etcd, f"etcd/{etcd}/etcd-{etcd}-linux-amd64.tar.gz")]
+
+
+def make_toolchain(root: Path, k8s: str = K8S, etcd: str = ETCD, skip: tuple[str, ...] = (),
+                   no_checksum: tuple[str, ...] = ()) -> Path:
+    """A toolchain dir as scripts/toolchain/build writes it: mirror/ with each release file, its checksum file
+    beside it (<name>.sha256: the bare digest; etcd's SHA256SUMS: `<digest>  <file>` lines), and the manifest,
+    whose bin/ entries can share a name with a release (the bare etcd binary) but not its digest."""
     manifest = []
-    files = [(name, k8s, name) for name in ARTIFACTS] + [("etcd", etcd, f"etcd-{etcd}-linux-amd64.tar.gz")]
-    # The shape scripts/toolchain/build writes: releases/<version>/<file>, and bin/ entries that can share
-    # a name with a release (the bare etcd binary) but not its digest.
-    for name, version, file_name in files:
+    for name, version, path in mirror_files(k8s, etcd):
         if name in skip:
             continue
         data = f"{name}-{version}".encode()
-        (releases / version).mkdir(parents=True, exist_ok=True)
-        (releases / version / file_name).write_bytes(data)
-        manifest.append({"name": file_name, "version": version, "sha256": hashlib.sha256(data).hexdigest(),
-                         "size": len(data), "path": f"releases/{version}/{file_name}", "kind": "release"})
+        file = root / "mirror" / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if name not in no_checksum:
+            if name == "etcd":
+                (file.parent / "SHA256SUMS").write_text(f"{digest}  {file.name}\n")
+            else:
+                Path(f"{file}.sha256").write_text(digest)
+        manifest.append({"name": file.name, "version": version, "sha256": digest, "size": len(data),
+                         "path": f"mirror/{path}", "kind": "release"})
     for name in ("etcd", "kube-apiserver", "pulumi"):
         manifest.append({"name": name, "version": etcd if name == "etcd" else k8s, "sha256": "f" * 64, "size": 1,
                          "path": f"bin/{name}", "kind": "bin"})
@@ -58,6 +73,7 @@ def run(tmp_path: Path, stack: str = "local", **raw):
         pulumi.export("hosts", [{"name": h.name, "ssh_host": h.ssh_host, "user": h.ssh_user, "port": h.ssh_port}
                                 for h in infra.outputs.hosts])
         pulumi.export("sshKeys", [h.ssh_private_key for h in infra.outputs.hosts])
+        pulumi.export("caPem", infra.outputs.releases.ca_pem)
 
     graph = evaluate(program, {"cloud": "local"})  # the harness's stack; LocalInfra is told its own
     return graph, holder["infra"]
@@ -70,9 +86,12 @@ def test_registers_the_expected_resources(tmp_path):
     children = [r for r in graph.resources if r.parent == component.urn]
     assert sorted(r.name for r in children) == sorted([
         "local-ssh-key", "local-base-root", "local-network", "local-controller-0", "local-controller-1",
-        "local-controller-2", "local-lb", "local-file-server"])
+        "local-controller-2", "local-lb", "local-file-server",
+        *(f"local-controller-{i}-booted" for i in range(3)),
+        "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror"])
     assert graph.named("local-ssh-key").type == "tls:index/privateKey:PrivateKey"
     assert graph.named("local-ssh-key").input("algorithm") == "ED25519"
+    assert graph.named("local-base-root").input("environment")["KTHW_LOGIN_USER"] == "kthw"
     for r in children:
         if r.type == "command:local:Command":
             assert r.delete_before_replace, f"{r.name} must be deleted before it is replaced"
@@ -92,6 +111,11 @@ def test_dependencies(tmp_path):
         assert {network.urn, base.urn, key.urn} <= deps, f"controller-{i} deps: {deps}"
     for name in ("local-lb", "local-file-server"):
         assert network.urn in graph.named(name).depends_on()
+    for i in range(3):  # each host's first-boot wait comes after its own host, not the others'
+        booted = graph.named(f"local-controller-{i}-booted")
+        assert booted.type == "command:remote:Command"
+        assert graph.reaches(booted, graph.named(f"local-controller-{i}"))
+        assert not graph.reaches(booted, graph.named(f"local-controller-{(i + 1) % 3}"))
     # Hosts do not wait for each other: they boot in parallel.
     hosts = [graph.named(f"local-controller-{i}") for i in range(3)]
     for a in hosts:
@@ -111,10 +135,12 @@ def test_host_environment_and_triggers(tmp_path):
     assert env["KTHW_VETH"] == "kt-local-1"
     assert env["KTHW_HOST_DIR"] == str(tmp_path / "state" / "stacks" / "local" / "hosts" / "controller-1")
     assert env["KTHW_AUTHORIZED_KEY"].startswith("ssh-ed25519 ")
+    assert env["KTHW_USER_DATA"] == user_data() and env["KTHW_USER_DATA"].startswith("#cloud-config\n")
+    assert env["KTHW_MIRROR_CA"] == "-----BEGIN CERTIFICATE-----\nFAKE-local-mirror-ca\n-----END CERTIFICATE-----\n"
     assert env["KTHW_GENERATION"] == "1"  # nothing runs in an empty state dir: the first generation
     assert "198.18.0.12 controller-2" in env["KTHW_ETC_HOSTS"]
     assert "198.18.0.11/24" in host.input("triggers")
-    for name in ("KTHW_GENERATION", "KTHW_SCRIPTS", "KTHW_BASE_ROOT"):
+    for name in ("KTHW_GENERATION", "KTHW_SCRIPTS", "KTHW_BASE_ROOT", "KTHW_USER_DATA", "KTHW_MIRROR_CA"):
         assert name in env  # in place (update), not in triggers (replace)
 
 
@@ -161,20 +187,46 @@ def test_infra_outputs_shape(tmp_path):
     assert [h.name for h in out.hosts] == ["controller-0", "controller-1", "controller-2"]
     assert all(isinstance(h, ControllerHost) for h in out.hosts)
     assert [h.private_ip for h in out.hosts] == ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
+    # The bootstrap starts once every host, its first boot (cloud-init done), the LB and the mirror are up.
     assert {r.urn for r in graph.resources if r.name in ("local-lb", "local-file-server")} | {
-        graph.named(f"local-controller-{i}").urn for i in range(3)} == set(
+        graph.named(f"local-controller-{i}{part}").urn for i in range(3) for part in ("", "-booted")} == set(
         _sync_urns(out.ready))
     hosts = graph.stack_outputs["hosts"]
     assert [h["ssh_host"] for h in hosts] == ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
-    assert all(h["user"] == "root" and h["port"] == 22 for h in hosts)
+    assert all(h["user"] == "kthw" == DEFAULT_ADMIN_USERNAME and h["port"] == 22 for h in hosts)
+    for i in range(3):  # the wait logs in as that user, with the stack's key
+        connection = graph.named(f"local-controller-{i}-booted").input("connection")
+        assert (connection["host"], connection["port"], connection["user"]) == (f"198.18.0.1{i}", 22, "kthw")
+        assert connection["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     rel = out.releases
-    assert rel.kubernetes_url.format(name="kubectl", version=K8S) == f"http://198.18.0.1:8085/{K8S}/kubectl"
-    assert rel.etcd_url.format(version=ETCD) == f"http://198.18.0.1:8085/{ETCD}/etcd-{ETCD}-linux-amd64.tar.gz"
-    assert set(rel.sha256) == {(n, K8S) for n in ARTIFACTS} | {("etcd", ETCD)}
-    served = Path(tmp_path / "toolchain" / "releases")
-    etcd_archive = served / ETCD / f"etcd-{ETCD}-linux-amd64.tar.gz"
-    assert rel.sha256[("etcd", ETCD)] == hashlib.sha256(etcd_archive.read_bytes()).hexdigest()
-    assert rel.sha256[("kube-apiserver", K8S)] == hashlib.sha256((served / K8S / "kube-apiserver").read_bytes()).hexdigest()
+    assert (rel.kubernetes_base, rel.etcd_base, rel.pinned) == ("https://198.18.0.1:8443", "https://198.18.0.1:8443/etcd", {})
+    # The mirror serves the toolchain's mirror/ as the official sites lay it out: each URL is a file there.
+    mirror = tmp_path / "toolchain" / "mirror"
+    for name in ARTIFACTS:
+        for url in (rel.kubernetes_url(name, K8S), rel.kubernetes_checksum_url(name, K8S)):
+            assert (mirror / url.removeprefix(rel.kubernetes_base + "/")).is_file(), url
+    for url in (rel.etcd_url(ETCD), rel.etcd_checksum_url(ETCD)):
+        assert (mirror / url.removeprefix("https://198.18.0.1:8443/")).is_file(), url
+    assert graph.stack_outputs["caPem"] == "-----BEGIN CERTIFICATE-----\nFAKE-local-mirror-ca\n-----END CERTIFICATE-----\n"
+
+
+def test_the_mirror_serves_over_https_with_a_cert_of_the_stack_ca(tmp_path):
+    graph, infra = run(tmp_path)
+    server = graph.named("local-file-server")
+    env = server.input("environment")
+    assert (env["KTHW_FS_ADDRESS"], env["KTHW_FS_PORT"]) == ("198.18.0.1", "8443")
+    assert env["KTHW_FS_ROOT"] == str(tmp_path / "toolchain" / "mirror")
+    # The server key travels only on stdin, as a secret, with its cert; nothing of it in the environment.
+    assert server.is_secret("stdin")
+    assert server.input("stdin") == ("-----BEGIN PRIVATE KEY-----\nFAKE-local-mirror-key\n-----END PRIVATE KEY-----\n"
+                                     "-----BEGIN CERTIFICATE-----\nFAKE-local-mirror\n-----END CERTIFICATE-----\n")
+    assert not any("PRIVATE KEY" in str(v) for v in env.values())
+    ca, csr, cert = graph.named("local-mirror-ca"), graph.named("local-mirror-csr"), graph.named("local-mirror")
+    assert ca.input("isCaCertificate") is True
+    assert csr.input("ipAddresses") == ["198.18.0.1"] and not csr.input("dnsNames")
+    assert "server_auth" in cert.input("allowedUses")
+    assert graph.reaches(cert, ca) and graph.reaches(server, cert)
+    assert infra.outputs.hosts[0].ssh_user == "kthw"
 
 
 def test_ssh_key_is_secret(tmp_path):
@@ -193,14 +245,30 @@ def _sync_urns(resources):
 
 
 def test_manifest_errors(tmp_path):
+    base = "https://198.18.0.1:8443"
     with pytest.raises(ManifestError, match="scripts/toolchain/build"):
-        release_source(tmp_path / "nothing", K8S, ETCD, "http://198.18.0.1:8085")
+        release_source(tmp_path / "nothing", K8S, ETCD, base)
     toolchain = make_toolchain(tmp_path / "t", skip=("kube-scheduler",))
-    with pytest.raises(ManifestError, match="kube-scheduler"):
-        release_source(toolchain, K8S, ETCD, "http://198.18.0.1:8085")
+    with pytest.raises(ManifestError, match=f"mirror/release/{K8S}/bin/linux/amd64/kube-scheduler is not in the manifest"):
+        release_source(toolchain, K8S, ETCD, base)
     toolchain = make_toolchain(tmp_path / "u")
-    with pytest.raises(ManifestError, match="etcd-v9.9.9-linux-amd64.tar.gz v9.9.9"):
-        release_source(toolchain, K8S, "v9.9.9", "http://198.18.0.1:8085")
+    with pytest.raises(ManifestError, match=f"mirror/etcd/v9.9.9/etcd-v9.9.9-linux-amd64.tar.gz is not in the manifest "
+                                            f"\\(it has mirror/etcd/{ETCD}/etcd-{ETCD}-linux-amd64.tar.gz\\)"):
+        release_source(toolchain, K8S, "v9.9.9", base)
+    # Each checksum file the hosts and the resolver read must be there too, named in the error.
+    toolchain = make_toolchain(tmp_path / "v", no_checksum=("kubectl", "etcd"))
+    with pytest.raises(ManifestError) as err:
+        release_source(toolchain, K8S, ETCD, base)
+    assert f"mirror/release/{K8S}/bin/linux/amd64/kubectl.sha256" in str(err.value)
+    assert f"mirror/etcd/{ETCD}/SHA256SUMS" in str(err.value) and "kube-apiserver" not in str(err.value)
+    # A manifest whose release sits in the old releases/<version>/ layout is not the mirror's.
+    manifest = json.loads((toolchain / "manifest.json").read_text())
+    (toolchain / "manifest.json").write_text(json.dumps(
+        [{**e, "path": f"releases/{K8S}/kubectl"} if e["path"].endswith("/kubectl") else e for e in manifest]))
+    with pytest.raises(ManifestError, match="amd64/kubectl is not in the manifest"):
+        release_source(toolchain, K8S, ETCD, base)
+    source = release_source(make_toolchain(tmp_path / "w"), K8S, ETCD, base, ca_pem="PEM")
+    assert (source.kubernetes_base, source.etcd_base, source.pinned, source.ca_pem) == (base, f"{base}/etcd", {}, "PEM")
 
 
 def test_layout_names_fit_linux_limits():

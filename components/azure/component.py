@@ -7,12 +7,12 @@ from typing import Optional
 import pulumi
 import pulumi_azure_native.resources as resources
 
-from components.azure.boot import wait_for_boot
 from components.azure.config import AzureConfig
 from components.azure.loadbalancer import create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
 from components.azure.vms import create_controllers, ssh_key
+from components.boot import wait_for_boot
 from components.cloud_common import official_release_source
 from components.config import StackConfig
 from components.infra import ControllerHost, InfraOutputs
@@ -47,7 +47,8 @@ class AzureInfra(pulumi.ComponentResource):
                                 ssh_user=azure.admin_username, ssh_private_key=key.private_key, instance_id=c.vm.vm_id)
                  for c in controllers]
         # Each VM depends on its NIC, subnet and NAT gateway; the wait adds sshd and cloud-init being done.
-        booted = [wait_for_boot(site, host, after=[c.vm]) for host, c in zip(hosts, controllers)]
+        booted = [wait_for_boot(site.name(f"{host.name}-booted"), host, after=[c.vm], parent=self)
+                  for host, c in zip(hosts, controllers)]
 
         self.outputs = InfraOutputs(
             hosts=hosts,

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import pulumi
 
 from components.azure import regions
+from components.boot import DEFAULT_ADMIN_USERNAME
 from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader, is_secret
 from components.infra import HealthCheckStyle
@@ -17,7 +18,6 @@ from components.infra import HealthCheckStyle
 DEFAULT_LOCATION = "eastus2"
 DEFAULT_VM_SIZE = "Standard_D2s_v5"
 DEFAULT_IMAGE = "Canonical:ubuntu-24_04-lts:server:latest"
-DEFAULT_ADMIN_USERNAME = "kthw"
 
 _VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$")
 _IMAGE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -14,10 +14,10 @@ from components.azure.config import AzureConfig
 from components.azure.loadbalancer import LoadBalancer
 from components.azure.publicip import static_public_ip
 from components.azure.site import Site
+from components.boot import user_data
 from components.cloud_common import SshKey, controller_ips
 from components.cloud_common import ssh_key as shared_ssh_key
 from components.config import StackConfig
-from components.render import script
 
 
 def ssh_key(site: Site, azure: AzureConfig) -> SshKey:
@@ -42,7 +42,7 @@ class Controller:
 def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subnet_id: pulumi.Input[str],
                        lb: LoadBalancer, public_key: pulumi.Input[str]) -> list[Controller]:
     """One public IP, NIC and VM per controller, round-robin over the zones (the IP in its VM's zone)."""
-    custom_data = base64.b64encode(script("azure/cloud-init.yaml").encode()).decode()
+    custom_data = base64.b64encode(user_data().encode()).decode()
     ips = controller_ips(config.node_cidr, config.controller_count)
     controllers = []
     for i, (name, ip) in enumerate(zip(config.controller_names, ips)):

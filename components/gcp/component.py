@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.boot import wait_for_boot
 from components.cloud_common import controller_ips, official_release_source
 from components.config import StackConfig
 from components.gcp import instances as vms
@@ -50,13 +51,16 @@ class GcpInfra(pulumi.ComponentResource):
                            instance_id=instance.instance_id)
             for host, ip, instance in zip(names, ips, instances)
         ]
+        # Each host is ready once its image's cloud-init applied the first-boot user data.
+        booted = [wait_for_boot(f"{name}-{host.name}-booted", host, after=[instance], parent=self)
+                  for host, instance in zip(hosts, instances)]
         self.outputs = InfraOutputs(
             hosts=hosts,
             public_address=address.address,
             health_check=HealthCheckStyle.HTTP_HEALTHZ_PROXY,
             releases=official_release_source(config),
             api_port=API_PORT,
-            ready=[*instances, *net.firewalls, lb.forwarding_rule],
+            ready=[*instances, *net.firewalls, lb.forwarding_rule, *booted],
             node_subnet=config.node_cidr,
         )
         self.register_outputs({

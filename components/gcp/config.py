@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import pulumi
 
+from components.boot import DEFAULT_ADMIN_USERNAME
 from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader
 from components.infra import HealthCheckStyle
@@ -20,7 +21,6 @@ Getter = Callable[[str], Optional[str]]
 DEFAULT_MACHINE_TYPE = "e2-standard-2"
 DEFAULT_IMAGE = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"  # project/family: the current Ubuntu LTS image
 DEFAULT_DISK_GB = 50
-DEFAULT_ADMIN_USERNAME = "kthw"  # the sudo user the bootstrap logs in as
 
 _PROJECT = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # optional domain: prefix
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4, northamerica-northeast2

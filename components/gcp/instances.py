@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_tls as tls
 
+from components.boot import user_data
 from components.gcp.config import GcpConfig
 
 
@@ -35,11 +36,14 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
     ephemeral external address for SSH (from adminCidrs only) and for downloading release binaries.
     """
     # Only this key logs in: OS Login off (it would ignore metadata keys; an org policy that enforces
-    # OS Login overrides this, see README) and project-wide keys blocked.
+    # OS Login overrides this, see README) and project-wide keys blocked. The image's cloud-init applies the
+    # controllers' shared first-boot user data (components/boot.py).
+    first_boot = user_data()
     metadata = key.public_openssh.apply(lambda pub: {
         "ssh-keys": f"{gcp_config.admin_username}:{pub.strip()} {gcp_config.admin_username}",
         "enable-oslogin": "FALSE",
         "block-project-ssh-keys": "TRUE",
+        "user-data": first_boot,
     })
     instances = []
     for index, (host, ip) in enumerate(zip(names, ips)):

@@ -3,12 +3,16 @@
 Resources (all children of the component, named `<name>-<child>`), each a `pulumi_command.local.Command`
 running a script under scripts/local/ from the project directory:
 
-    <name>-ssh-key      tls.PrivateKey (ed25519): authorized on every host; the private half is a secret
-    <name>-base-root    base-root.sh: debootstrap'd Debian root, built once and cached (no delete)
+    <name>-ssh-key      tls.PrivateKey (ed25519): the login user's key on every host; the private half is a secret
+    <name>-mirror-ca    tls (ECDSA P-256): the release mirror's CA, trusted by every host like a public CA
+    <name>-mirror       tls: the mirror's server cert for <gateway>, signed by it (key: a secret)
+    <name>-base-root    base-root.sh: debootstrap'd Debian root with cloud-init, built once and cached (no delete)
     <name>-network      network.sh: the stack's bridge with the gateway/LB address
-    <name>-<host>       host.sh: netns + veth + overlay + booted systemd-nspawn container, sshd answering
+    <name>-<host>       host.sh: netns + veth + overlay (NoCloud seed, mirror CA) + booted systemd-nspawn
+                        container, sshd answering
+    <name>-<host>-booted  components/boot.py: over SSH, as the login user, until cloud-init is done
     <name>-lb           lb.sh: HAProxy on <gateway>:6443 with the chosen active health check
-    <name>-file-server  fileserver.sh: the toolchain's releases/ over HTTP on <gateway>:8085
+    <name>-file-server  fileserver.sh: the toolchain's mirror/ over HTTPS on <gateway>:8443
 
 Change handling: a change of a part's identity (names, addresses, dirs) is in `triggers` and replaces it,
 delete first (`delete_before_replace`, so the old `delete` never undoes the new `create`); every other
@@ -26,16 +30,19 @@ import pulumi
 import pulumi_command as command
 import pulumi_tls as tls
 
+from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
 from components.config import StackConfig
 from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
 from components.local import probe
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
-from components.local.releases import release_source
+from components.local.releases import MIRROR, release_source
+from components.pki.component import self_signed_ca, signed_cert
+from components.pki.table import SERVER
 from components.render import content_hash, render, script
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_HEALTH_CHECK = HealthCheckStyle.HTTPS_READYZ
-SSH_USER = "root"
+SSH_USER = DEFAULT_ADMIN_USERNAME  # the image's default user (base-root.sh), as on the clouds
 SCRIPTS = ("lib.sh", "network.sh", "host.sh", "lb.sh", "fileserver.sh")
 
 
@@ -71,8 +78,14 @@ class LocalInfra(pulumi.ComponentResource):
         self.layout = layout
         health = HealthCheckStyle(cfg.health_check) if cfg.health_check else DEFAULT_HEALTH_CHECK
         toolchain = Path(args.toolchain_dir) if args.toolchain_dir else layout.toolchain_dir
-        base_url = f"http://{layout.gateway}:{layout.file_server_port}"
-        releases = release_source(toolchain, cfg.kubernetes_version, cfg.etcd_version, base_url)
+        # The release mirror's own CA and its server cert for the gateway address (hosts trust the CA like a
+        # public one; the checksum fetches at `up` trust it through the ReleaseSource).
+        mirror_ca = self_signed_ca(f"{name}-mirror-ca", f"kthw {layout.stack} release mirror CA", self)
+        mirror_cert = signed_cert(f"{name}-mirror", mirror_ca, layout.gateway, None, [], [layout.gateway], SERVER,
+                                  cfg.cert_validity_hours, self)
+        base_url = f"https://{layout.gateway}:{layout.file_server_port}"
+        releases = release_source(toolchain, cfg.kubernetes_version, cfg.etcd_version, base_url,
+                                  ca_pem=mirror_ca.cert_pem)
         project_dir = str(Path(args.project_dir).absolute()) if args.project_dir else str(PROJECT_DIR)
         scripts_hash = content_hash(*(script(f"local/{f}") for f in SCRIPTS))
 
@@ -100,7 +113,7 @@ class LocalInfra(pulumi.ComponentResource):
             f"{name}-base-root",
             create="bash scripts/local/base-root.sh",
             dir=project_dir,
-            environment={"KTHW_CACHE": str(layout.cache_root)},
+            environment={"KTHW_CACHE": str(layout.cache_root), "KTHW_LOGIN_USER": SSH_USER},
             triggers=[content_hash(script("local/base-root.sh"), script("local/packages.txt"))],
             opts=child(delete_before_replace=True),
         )
@@ -113,19 +126,22 @@ class LocalInfra(pulumi.ComponentResource):
             triggers=[layout.bridge, layout.gateway_cidr, str(layout.state_dir)])
 
         host_cmds: list[command.local.Command] = []
+        booted: list[pulumi.Resource] = []
         hosts: list[ControllerHost] = []
         private_key = pulumi.Output.secret(key.private_key_openssh)
+        first_boot = user_data()
         for host in layout.hosts:
-            alive = probe.host_alive(layout, host)
+            generation = probe.generation(host.generation_file, probe.host_alive(layout, host))
             host_cmd = cmd(
                 host.name, "host.sh",
                 environment={**layout.host_env(host), "KTHW_BASE_ROOT": base_root_path,
-                             "KTHW_AUTHORIZED_KEY": key.public_key_openssh, "KTHW_SCRIPTS": scripts_hash,
-                             "KTHW_GENERATION": probe.generation(host.generation_file, alive)},
+                             "KTHW_AUTHORIZED_KEY": key.public_key_openssh, "KTHW_USER_DATA": first_boot,
+                             "KTHW_MIRROR_CA": mirror_ca.cert_pem, "KTHW_SCRIPTS": scripts_hash,
+                             "KTHW_GENERATION": generation},
                 triggers=[host.name, host.ip_cidr, host.netns, host.machine, host.veth, str(host.dir)],
                 depends_on=[network])
             host_cmds.append(host_cmd)
-            hosts.append(ControllerHost(
+            controller = ControllerHost(
                 name=host.name,
                 private_ip=host.ip,
                 # Known up front, but an Output of the host resource so that whatever SSHes in waits for it.
@@ -133,7 +149,11 @@ class LocalInfra(pulumi.ComponentResource):
                 ssh_port=22,
                 ssh_user=SSH_USER,
                 ssh_private_key=private_key,
-            ))
+            )
+            hosts.append(controller)
+            # A new incarnation (id) or a rebuilt one (generation) boots again: the bootstrap waits for it.
+            booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
+                                        instance=pulumi.Output.format("{0} generation {1}", host_cmd.id, generation)))
 
         haproxy_cfg = render_haproxy(layout, health)
         lb = cmd(
@@ -144,12 +164,16 @@ class LocalInfra(pulumi.ComponentResource):
             triggers=[layout.gateway, API_PORT, str(layout.lb_dir)],
             depends_on=[network])
 
-        releases_dir = toolchain / "releases"
+        mirror_dir = toolchain / MIRROR
         file_server = cmd(
             "file-server", "fileserver.sh",
-            environment={**layout.file_server_env(releases_dir), "KTHW_SCRIPTS": scripts_hash,
+            environment={**layout.file_server_env(mirror_dir), "KTHW_SCRIPTS": scripts_hash,
                          "KTHW_GENERATION": probe.generation(layout.file_server_dir / "generation",
-                                                             probe.file_server_alive(layout, releases_dir))},
+                                                             probe.file_server_alive(layout, mirror_dir))},
+            # The server's key and cert: a secret, on stdin only (never a command line or a log; fileserver.sh
+            # keeps them for nginx in its state dir, mode 0600).
+            stdin=pulumi.Output.secret(pulumi.Output.all(mirror_cert.key_pem, mirror_cert.cert_pem).apply(
+                lambda pems: "".join(pem.rstrip("\n") + "\n" for pem in pems))),
             triggers=[layout.gateway, layout.file_server_port, str(layout.file_server_dir)],
             depends_on=[network])
 
@@ -157,6 +181,8 @@ class LocalInfra(pulumi.ComponentResource):
         self.base_root = base_root
         self.network = network
         self.host_commands = host_cmds
+        self.booted = booted
+        self.mirror_ca = mirror_ca
         self.lb = lb
         self.file_server = file_server
         self.outputs = InfraOutputs(
@@ -165,7 +191,7 @@ class LocalInfra(pulumi.ComponentResource):
             health_check=health,
             releases=releases,
             api_port=API_PORT,
-            ready=[*host_cmds, lb, file_server],
+            ready=[*host_cmds, *booted, lb, file_server],
             extra_sans=[],
             node_subnet=str(layout.network),
         )
@@ -175,6 +201,7 @@ class LocalInfra(pulumi.ComponentResource):
             "bridge": layout.bridge,
             "stateDir": str(layout.state_dir),
             "fileServer": base_url,
+            "mirrorCaPem": mirror_ca.cert_pem,
             "controllers": [{"name": h.name, "privateIp": h.ip, "netns": h.netns} for h in layout.hosts],
             "sshPrivateKey": private_key,
         })

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 FIRST_HOST_OFFSET = 10  # controller i gets <network> + 10 + i; the bridge (gateway, LB) gets the first address
-FILE_SERVER_PORT = 8085
+FILE_SERVER_PORT = 8443  # the release mirror (HTTPS)
 MAX_UNIX_SOCKET_PATH = 107
 
 

@@ -65,7 +65,7 @@ def file_server_alive(layout: LocalLayout, root: Optional[Path] = None) -> bool:
         text = config.read_text()
     except OSError:
         return False
-    return f"root {root};" in text and f"listen {layout.gateway}:{layout.file_server_port};" in text
+    return f"root {root};" in text and f"listen {layout.gateway}:{layout.file_server_port} ssl;" in text
 
 
 def generation(path: Path, alive: bool) -> str:

@@ -1,19 +1,25 @@
-"""The local stack's ReleaseSource: the toolchain's releases/ served by the stack's file server.
+"""The local stack's ReleaseSource: the toolchain's mirror/, served over HTTPS by the stack's file server.
 
-The checksum table is the toolchain's manifest.json (a list of {name, version, sha256, size, path, kind};
-only kind "release", the files of releases/<version>/, counts) instead
-of components/releases.py: the local hosts download the binaries the toolchain built, and verify them
-exactly as a cloud VM verifies the official ones.
+The toolchain lays `mirror/` out as the official release sites are (dl.k8s.io's
+`release/<version>/bin/linux/amd64/<name>` with `<name>.sha256` beside it, etcd's `<version>/<archive>` with a
+`SHA256SUMS` beside it), so the local stack's source differs from a cloud's only in its bases and in the mirror's
+own CA: the digests are resolved from the published checksum files (components/release_digests.py), nothing is
+pinned. Its manifest.json ({name, version, sha256, size, path, kind}; kind "release" for mirror/) is only checked
+here, before any resource exists, for every file the stack will download.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
+
+import pulumi
 
 from components.infra import ReleaseSource
 from components.releases import KUBERNETES_BINARIES
 
-ETCD_ARCHIVE = "etcd-{version}-linux-amd64.tar.gz"
+MIRROR = "mirror"  # under the toolchain dir: what the file server serves
+ETCD_PATH = "/etcd"  # etcd's releases under the mirror's root, as etcd_base
 
 
 class ManifestError(RuntimeError):
@@ -40,44 +46,36 @@ def load_manifest(toolchain_dir: Path) -> list[dict]:
     return [entry for entry in data if isinstance(entry, dict)]
 
 
-def release_source(toolchain_dir: Path, kubernetes_version: str, etcd_version: str, base_url: str) -> ReleaseSource:
-    """Build the ReleaseSource for `base_url` (e.g. http://198.18.0.1:8085); raise ManifestError naming
-    every missing artifact or file."""
-    entries = load_manifest(toolchain_dir)
-    releases = toolchain_dir / "releases"
-    # Only what releases/ holds counts (kind "release"): the manifest also lists bin/ entries under the same
-    # names (e.g. the bare `etcd` binary), whose digests are not the served files'.
-    served: dict[tuple[str, str], dict] = {}
-    for entry in entries:
-        name, version, path = entry.get("name"), entry.get("version"), str(entry.get("path", ""))
-        kind = entry.get("kind", "release" if path.startswith("releases/") else "bin")
-        if isinstance(name, str) and isinstance(version, str) and kind == "release":
-            served[(Path(path).name or name, _v(version))] = entry
+def release_source(toolchain_dir: Path, kubernetes_version: str, etcd_version: str, base_url: str,
+                   ca_pem: Optional[pulumi.Input[str]] = None) -> ReleaseSource:
+    """The ReleaseSource of the mirror at `base_url` (e.g. https://198.18.0.1:8443), whose server cert `ca_pem`
+    signed; raise ManifestError naming every file of the stack's versions that the mirror lacks (the release
+    file or its checksum file)."""
+    source = ReleaseSource(kubernetes_base=base_url, etcd_base=f"{base_url}{ETCD_PATH}", pinned={}, ca_pem=ca_pem)
+    mirror = toolchain_dir / MIRROR
+    # Only mirror/ counts (kind "release"): the manifest also lists bin/ entries under the same names (e.g. the
+    # bare `etcd` binary), whose files are not the served ones.
+    served = {str(entry.get("path", "")) for entry in load_manifest(toolchain_dir) if entry.get("kind") == "release"}
 
-    wanted = [(name, kubernetes_version, name) for name in KUBERNETES_BINARIES]
-    wanted.append(("etcd", etcd_version, ETCD_ARCHIVE.format(version=_v(etcd_version))))
-    sha256: dict[tuple[str, str], str] = {}
+    def local_path(url: str, base: str, under: str = "") -> str:
+        return f"{MIRROR}{under}{url[len(base):]}"
+
+    k8s, etcd = _v(kubernetes_version), _v(etcd_version)
+    wanted = [(local_path(source.kubernetes_url(name, k8s), source.kubernetes_base),
+               local_path(source.kubernetes_checksum_url(name, k8s), source.kubernetes_base))
+              for name in KUBERNETES_BINARIES]
+    wanted.append((local_path(source.etcd_url(etcd), source.etcd_base, ETCD_PATH),
+                   local_path(source.etcd_checksum_url(etcd), source.etcd_base, ETCD_PATH)))
     problems = []
-    for name, version, file_name in wanted:
-        entry = served.get((file_name, _v(version)))
-        if entry is None:
-            have = sorted(v for (f, v) in served if f == file_name or (name == "etcd" and f.startswith("etcd-")))
-            problems.append(f"{file_name} {version} (the manifest's releases have {', '.join(have) or 'no version of it'})")
+    for path, checksum in wanted:
+        if path not in served:
+            have = sorted(p for p in served if Path(p).name == Path(path).name
+                          or (Path(path).name.startswith("etcd-") and Path(p).name.startswith("etcd-")))
+            problems.append(f"{path} is not in the manifest (it has {', '.join(have) or 'no version of it'})")
             continue
-        digest = str(entry.get("sha256", "")).lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            problems.append(f"{file_name} {version} has no valid sha256 in the manifest")
-            continue
-        served_path = toolchain_dir / str(entry.get("path", ""))
-        if served_path.parent != releases / _v(version) or not served_path.is_file():
-            problems.append(f"{file_name} {version}: {releases / _v(version) / file_name} does not exist")
-            continue
-        sha256[(name, version)] = digest
+        problems += [f"{toolchain_dir / p} does not exist" for p in (path, checksum) if not (toolchain_dir / p).is_file()]
     if problems:
-        raise ManifestError(f"the toolchain in {toolchain_dir} lacks what the local stack serves: "
-                            + "; ".join(problems) + ". Run scripts/toolchain/build for these versions.")
-    return ReleaseSource(
-        kubernetes_url=f"{base_url}/{{version}}/{{name}}",
-        etcd_url=f"{base_url}/{{version}}/{ETCD_ARCHIVE}",
-        sha256=sha256,
-    )
+        raise ManifestError(f"the toolchain in {toolchain_dir} lacks what the local stack serves "
+                            f"(kubernetes {k8s}, etcd {etcd}): " + "; ".join(problems)
+                            + ". Run scripts/toolchain/build for these versions.")
+    return source

@@ -63,6 +63,43 @@ def _split_names(values: Sequence[str]) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
+def private_key(name: str, parent: pulumi.Resource) -> tls.PrivateKey:
+    """An ECDSA P-256 key (every key of the PKI)."""
+    return tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=parent))
+
+
+def self_signed_ca(name: str, common_name: str, parent: pulumi.Resource) -> CertPair:
+    """A CA (`<name>-key`, `<name>`) valid for CA_VALIDITY_HOURS."""
+    key = private_key(f"{name}-key", parent)
+    cert = tls.SelfSignedCert(
+        name, private_key_pem=key.private_key_pem, is_ca_certificate=True,
+        subject=tls.SelfSignedCertSubjectArgs(common_name=common_name),
+        # Leaf validity (kthw:certValidityHours) never re-issues a CA: a new trust root cannot roll out
+        # node by node. A CA's expiry is a stack output (certificateExpiry).
+        validity_period_hours=CA_VALIDITY_HOURS,
+        allowed_uses=list(table.CA_USES), set_subject_key_id=True,
+        opts=pulumi.ResourceOptions(parent=parent))
+    return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
+
+
+def signed_cert(name: str, signer: CertPair, common_name: str, organization: Optional[str],
+                dns_names: pulumi.Input[Sequence[str]], ip_addresses: pulumi.Input[Sequence[str]],
+                usages: Sequence[str], validity_hours: int, parent: pulumi.Resource) -> CertPair:
+    """A leaf (`<name>-key`, `<name>-csr`, `<name>`) signed by `signer`, re-issued within a tenth of its validity
+    of its end."""
+    key = private_key(f"{name}-key", parent)
+    request = tls.CertRequest(
+        f"{name}-csr", private_key_pem=key.private_key_pem,
+        subject=tls.CertRequestSubjectArgs(common_name=common_name, organization=organization),
+        dns_names=dns_names, ip_addresses=ip_addresses, opts=pulumi.ResourceOptions(parent=parent))
+    cert = tls.LocallySignedCert(
+        name, cert_request_pem=request.cert_request_pem,
+        ca_cert_pem=signer.cert_pem, ca_private_key_pem=signer.key_pem,
+        validity_period_hours=validity_hours, early_renewal_hours=max(1, validity_hours // 10),
+        allowed_uses=list(usages), set_subject_key_id=True, opts=pulumi.ResourceOptions(parent=parent))
+    return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
+
+
 class Pki(pulumi.ComponentResource):
     """Every key pair and certificate of the control plane, its kubeconfigs and its encryption config."""
 
@@ -134,36 +171,16 @@ class Pki(pulumi.ComponentResource):
         })
 
     def _key(self, name: str) -> tls.PrivateKey:
-        return tls.PrivateKey(f"{self._name}-{name}-key", algorithm="ECDSA", ecdsa_curve="P256",
-                              opts=pulumi.ResourceOptions(parent=self))
+        return private_key(f"{self._name}-{name}-key", self)
 
     def _ca(self, spec: table.CaSpec) -> CertPair:
-        key = self._key(spec.name)
-        cert = tls.SelfSignedCert(
-            f"{self._name}-{spec.name}", private_key_pem=key.private_key_pem, is_ca_certificate=True,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=spec.common_name),
-            # Leaf validity (kthw:certValidityHours) never re-issues a CA: a new trust root cannot roll out
-            # node by node. A CA's expiry is a stack output (certificateExpiry).
-            validity_period_hours=CA_VALIDITY_HOURS,
-            allowed_uses=list(table.CA_USES), set_subject_key_id=True,
-            opts=pulumi.ResourceOptions(parent=self))
-        return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
+        return self_signed_ca(f"{self._name}-{spec.name}", spec.common_name, self)
 
     def _cert(self, spec: table.CertSpec, name: str, node: Optional[str], ctx: table.SanContext) -> CertPair:
-        key = self._key(name)
         sans = spec.sans(ctx) if spec.sans else table.Sans()
         extra = pulumi.Output.all(*sans.either).apply(_split_names)
         dns = pulumi.Output.all(pulumi.Output.all(*sans.dns), extra).apply(lambda v: list(v[0]) + v[1][0])
         ips = pulumi.Output.all(pulumi.Output.all(*sans.ips), extra).apply(lambda v: list(v[0]) + v[1][1])
-        request = tls.CertRequest(
-            f"{self._name}-{name}-csr", private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=spec.common_name.replace("{node}", node or ""),
-                                               organization=spec.organization),
-            dns_names=dns, ip_addresses=ips, opts=pulumi.ResourceOptions(parent=self))
-        signer = self.cas[spec.signer]
-        cert = tls.LocallySignedCert(
-            f"{self._name}-{name}", cert_request_pem=request.cert_request_pem,
-            ca_cert_pem=signer.cert_pem, ca_private_key_pem=signer.key_pem,
-            validity_period_hours=self._validity, early_renewal_hours=max(1, self._validity // 10),
-            allowed_uses=list(spec.usages), set_subject_key_id=True, opts=pulumi.ResourceOptions(parent=self))
-        return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
+        return signed_cert(f"{self._name}-{name}", self.cas[spec.signer],
+                           spec.common_name.replace("{node}", node or ""), spec.organization, dns, ips,
+                           spec.usages, self._validity, self)

@@ -2,19 +2,24 @@
 # Build (once) and print the path of the local stack's Debian bookworm base root.
 #
 # The root is cached under ${KTHW_CACHE:-$HOME/.cache/kthw}/rootfs/<suite>-<key>/, where <key> hashes the
-# package list, the mirror, the suite and RECIPE (bump it when the customisation below changes): hosts mount it read-only as an overlayfs lowerdir. Concurrent callers
-# wait on a lock; a half-built root is never published (built in a temp dir, then renamed).
-# Prints the root's path as the last line of stdout.
+# package list, the mirror, the suite, the login user and RECIPE (bump it when the customisation below changes):
+# hosts mount it read-only as an overlayfs lowerdir. Concurrent callers wait on a lock; a half-built root is never
+# published (built in a temp dir, then renamed).
+# Like a cloud image, the root has cloud-init and its image config (the NoCloud datasource, the default login
+# user KTHW_LOGIN_USER with passwordless sudo, no network config): each host's first boot applies the user data
+# that host.sh seeds, as a cloud VM's does. Prints the root's path as the last line of stdout.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cache="${KTHW_CACHE:-$HOME/.cache/kthw}/rootfs"
 suite="${KTHW_SUITE:-bookworm}"
-RECIPE=3
+RECIPE=4
+login_user="${KTHW_LOGIN_USER:?is required: the login user of the hosts (components/local SSH_USER)}"
 
 log() { printf '[base-root] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+[[ "$login_user" =~ ^[a-z_][a-z0-9_-]{0,31}$ && "$login_user" != root ]] || die "KTHW_LOGIN_USER must be a Linux user name other than root, got '$login_user'"
 
 # The machine's configured Debian mirror (deb822 or one-line sources), unless KTHW_MIRROR is set.
 mirror() {
@@ -48,7 +53,7 @@ ensure_tools() {
 
 packages="$(grep -vE '^[[:space:]]*(#|$)' "$here/packages.txt" | tr -d ' ' | sort -u | paste -sd, -)"
 url="$(mirror)"
-key="$(printf '%s\n%s\n%s\n%s\n' "$packages" "$url" "$suite" "$RECIPE" | sha256sum | cut -c1-12)"
+key="$(printf '%s\n%s\n%s\n%s\n%s\n' "$packages" "$url" "$suite" "$login_user" "$RECIPE" | sha256sum | cut -c1-12)"
 root="$cache/$suite-$key"
 
 if [[ -f "$root/.kthw-complete" ]]; then
@@ -88,17 +93,33 @@ mask apt-daily.service apt-daily.timer apt-daily-upgrade.service apt-daily-upgra
 # SSH sessions do not register with logind (pam_systemd): every remote step is one short session, and a
 # logind busy on a loaded machine (D-Bus timeouts of 25 s) stalled sessions past a client's channel timeout.
 sed -i '/pam_systemd\.so/d' "$tmp/etc/pam.d/common-session"
-# Many parallel SSH sessions (each pulumi-command resource opens its own connection).
-mkdir -p "$tmp/etc/ssh/sshd_config.d"
-cat >"$tmp/etc/ssh/sshd_config.d/kthw.conf" <<'CONF'
-# kthw local host: one connection per Pulumi resource, many at once.
-MaxStartups 100:30:200
-MaxSessions 100
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-UseDNS no
+# The image's cloud-init config, as a cloud image's vendor ships it: where the instance data comes from, the
+# default user the meta-data's public key logs in as, and nothing that a container cannot or must not do.
+# sshd's own settings (limits, no root or password login) come from the user data, as on the clouds.
+cat >"$tmp/etc/cloud/cloud.cfg.d/90_kthw.cfg" <<CONF
+# kthw local host image (written by scripts/local/base-root.sh).
+# The instance data is a NoCloud seed in /var/lib/cloud/seed/nocloud/, written by host.sh before the first boot.
+datasource_list: [ NoCloud ]
+# The host's network namespace is configured from outside (host.sh), as a cloud configures a VM's NIC.
+network:
+  config: disabled
+system_info:
+  default_user:
+    name: $login_user
+    lock_passwd: true
+    gecos: kthw login user
+    groups: [adm, sudo]
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    shell: /bin/bash
+# A container has no disk or partition of its own to grow.
+growpart:
+  mode: "off"
+resize_rootfs: false
+# Host keys are made at the first boot of each instance (no DSA: sshd no longer takes it).
+ssh_genkeytypes: [ed25519, ecdsa, rsa]
 CONF
-# Per-host identity is written when a host is made: no shared host keys or machine id in the base.
+# Per-host identity is made at a host's first boot (host keys: cloud-init) or by host.sh (machine id): none
+# is shared through the base.
 rm -f "$tmp"/etc/ssh/ssh_host_*
 : >"$tmp/etc/machine-id"
 rm -f "$tmp/var/lib/dbus/machine-id"

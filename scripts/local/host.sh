@@ -3,6 +3,13 @@
 # One local controller host: a systemd-nspawn container booted from an overlay of the base root, in its own
 # network namespace joined to the stack's bridge by a veth pair.  `host.sh up|down|status`.
 #
+# It boots like a cloud VM: the base root is the image (cloud-init, its default sudo user), and before the boot
+# `up` gives the host what a cloud gives a VM: a NoCloud seed (/var/lib/cloud/seed/nocloud/: meta-data with the
+# instance id, hostname and the login user's public key; the user data) and the release mirror's CA in its trust
+# store, as an image trusts public CAs. The instance id is new for every new host (incarnation) and whenever
+# the seed changes (then the running host reboots to apply it); a host rebuilt after its processes died keeps it,
+# like a rebooted VM.
+#
 # `up` converges (idempotent): it (re)creates whatever is missing -- namespace, veth, overlay mount, host
 # identity files, the running container -- and leaves what is already right alone, so it is both the
 # create and the update/repair command.  `down` removes everything of the host, tolerating parts that are
@@ -10,8 +17,9 @@
 #
 # Env: KTHW_HOST (hostname), KTHW_HOST_DIR (per-host state dir), KTHW_NETNS, KTHW_BRIDGE, KTHW_VETH (host
 # side, <= 15 chars), KTHW_MACHINE (nspawn machine name); for up also KTHW_BASE_ROOT, KTHW_IP_CIDR
-# (e.g. 198.18.0.10/24), KTHW_GATEWAY, KTHW_AUTHORIZED_KEY; optional KTHW_ETC_HOSTS ("ip name" lines),
-# KTHW_GENERATION and KTHW_GENERATION_FILE (recorded after a successful up), KTHW_BOOT_TIMEOUT (s, default 120).
+# (e.g. 198.18.0.10/24), KTHW_GATEWAY, KTHW_AUTHORIZED_KEY (the login user's), KTHW_USER_DATA (#cloud-config),
+# KTHW_MIRROR_CA (PEM); optional KTHW_ETC_HOSTS ("ip name" lines), KTHW_GENERATION and KTHW_GENERATION_FILE
+# (recorded after a successful up), KTHW_BOOT_TIMEOUT (s, default 120).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export LOG_TAG="host ${KTHW_HOST:-?}"
@@ -84,16 +92,23 @@ write_identity() {
   # Offline: no name server (glibc then asks 127.0.0.1 inside the host, which answers at once with a refusal).
   rm -f "$root/etc/resolv.conf"
   printf '# kthw local host: offline, names come from /etc/hosts\noptions timeout:1 attempts:1\n' >"$root/etc/resolv.conf"
-  install -d -m 700 "$root/root/.ssh"
-  printf '%s\n' "$KTHW_AUTHORIZED_KEY" >"$root/root/.ssh/authorized_keys.new"
-  chmod 600 "$root/root/.ssh/authorized_keys.new"
-  mv "$root/root/.ssh/authorized_keys.new" "$root/root/.ssh/authorized_keys"
-  if ! compgen -G "$root/etc/ssh/ssh_host_*_key" >/dev/null; then
-    ssh-keygen -A -f "$root" >/dev/null
-  fi
   if [[ ! -s "$root/etc/machine-id" ]]; then
     tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
   fi
+}
+
+# The release mirror's CA joins the host's trust store the way Debian adds a local CA (the bundle and the hashed
+# links, by the host's own update-ca-certificates, run in its root before it boots).
+trust_mirror_ca() {
+  local out dest="$root/usr/local/share/ca-certificates/kthw-mirror-ca.crt" fresh=()
+  printf '%s\n' "$KTHW_MIRROR_CA" | grep -q -- '-----BEGIN CERTIFICATE-----' || die "KTHW_MIRROR_CA is not a PEM certificate"
+  printf '%s\n' "$KTHW_MIRROR_CA" | cmp -s - "$dest" && return 0
+  [[ -e "$dest" ]] && fresh=(--fresh) # another CA under the same name: its hashed link is redone too
+  mkdir -p "${dest%/*}"
+  printf '%s\n' "$KTHW_MIRROR_CA" >"$dest"
+  chmod 0644 "$dest"
+  out="$(TMPDIR=/tmp chroot "$root" update-ca-certificates "${fresh[@]}" 2>&1)" || { printf '%s\n' "$out" >&2; die "update-ca-certificates failed in $root"; }
+  log "trusts the release mirror's CA"
 }
 
 start_container() {
@@ -169,7 +184,8 @@ unmount_root() {
 
 case "${1:-}" in
   up)
-    need KTHW_BASE_ROOT KTHW_IP_CIDR KTHW_GATEWAY KTHW_AUTHORIZED_KEY
+    need KTHW_BASE_ROOT KTHW_IP_CIDR KTHW_GATEWAY KTHW_AUTHORIZED_KEY KTHW_USER_DATA KTHW_MIRROR_CA
+    [[ "$KTHW_USER_DATA" == "#cloud-config"* ]] || die "KTHW_USER_DATA must be a #cloud-config document"
     [[ -f "$KTHW_BASE_ROOT/.kthw-complete" ]] || die "base root $KTHW_BASE_ROOT is missing or incomplete"
     ip link show dev "$KTHW_BRIDGE" >/dev/null 2>&1 || die "bridge $KTHW_BRIDGE does not exist (network.sh up)"
     start=$SECONDS
@@ -178,6 +194,15 @@ case "${1:-}" in
     ensure_veth
     ensure_mount
     write_identity
+    trust_mirror_ca
+    # One nonce per incarnation of the host (its state dir): a new host is a new instance.
+    [[ -s "$dir/incarnation" ]] || tr -d '-' </proc/sys/kernel/random/uuid >"$dir/incarnation"
+    nocloud_seed "$root/var/lib/cloud/seed/nocloud" "$(cat "$dir/incarnation")" "$KTHW_HOST" "$KTHW_AUTHORIZED_KEY" \
+      "$KTHW_USER_DATA"
+    if ((seed_changed)) && alive; then
+      log "new instance data: rebooting $machine to apply it"
+      stop_container
+    fi
     start_container
     wait_ssh
     record_generation

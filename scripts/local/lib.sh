@@ -113,3 +113,28 @@ record_generation() {
   mkdir -p "$(dirname "$KTHW_GENERATION_FILE")"
   printf '%s\n' "$KTHW_GENERATION" >"$KTHW_GENERATION_FILE"
 }
+
+# yaml_quote STRING: STRING as a single-quoted YAML scalar.
+yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
+
+# nocloud_seed DIR NONCE HOSTNAME PUBLIC_KEY USER_DATA: the NoCloud seed cloud-init reads at boot (DIR/meta-data:
+# instance-id, local-hostname, public-keys; DIR/user-data). The instance id is a digest of everything else, so
+# it is new for a new NONCE (a new host) and whenever the seed changes. Sets seed_changed=1 when it wrote
+# something, else 0.
+# shellcheck disable=SC2034 # seed_changed is read by the caller
+nocloud_seed() {
+  local dir="$1" nonce="$2" host="$3" key="$4" user_data="$5" instance meta
+  instance="i-$(printf '%s\n' "$nonce" "$host" "$key" "$user_data" | sha256sum | cut -c1-20)"
+  meta="$(printf 'instance-id: %s\nlocal-hostname: %s\npublic-keys:\n  - %s' "$instance" "$(yaml_quote "$host")" \
+    "$(yaml_quote "$key")")"
+  seed_changed=0
+  user_data="${user_data%$'\n'}"
+  if printf '%s\n' "$meta" | cmp -s - "$dir/meta-data" && printf '%s\n' "$user_data" | cmp -s - "$dir/user-data"; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  printf '%s\n' "$user_data" >"$dir/user-data"
+  printf '%s\n' "$meta" >"$dir/meta-data"
+  log "seeded instance $instance"
+  seed_changed=1
+}
