@@ -36,9 +36,9 @@ def toolchain_ready() -> Optional[str]:
     return None
 
 
-def new_stack(name: str, node_cidr: str) -> "LocalStack":
-    """A fresh scratch stack of 3 controllers in `node_cidr`; skips (or fails, with KTHW_REQUIRE_TOOLCHAIN=1)
-    when the local stack cannot run here."""
+def new_stack(name: str, node_cidr: str, controllers: int = 3, env: Optional[dict[str, str]] = None) -> "LocalStack":
+    """A fresh scratch stack of `controllers` in `node_cidr` (`env`: extra environment for its commands); skips
+    (or fails, with KTHW_REQUIRE_TOOLCHAIN=1) when the local stack cannot run here."""
     import tempfile
 
     import pytest
@@ -49,7 +49,8 @@ def new_stack(name: str, node_cidr: str) -> "LocalStack":
             pytest.fail(reason)
         pytest.skip(reason)
     workdir = Path(tempfile.mkdtemp(prefix=f"kthw-{name}-", dir="/tmp"))
-    stack = LocalStack(name, workdir, {"cloud": "local", "nodeCidr": node_cidr, "controllerCount": "3"})
+    stack = LocalStack(name, workdir, {"cloud": "local", "nodeCidr": node_cidr, "controllerCount": str(controllers)},
+                       extra_env=env or {})
     stack.init()
     return stack
 
@@ -61,6 +62,7 @@ class LocalStack:
     name: str
     workdir: Path
     config: dict[str, str]
+    extra_env: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)  # every command's output, for the secrets check
 
@@ -93,7 +95,7 @@ class LocalStack:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "KTHW_STATE": str(self.state), "KTHW_PROJECT_DIR": str(self.project),
-                "PULUMI_CONFIG_PASSPHRASE": "kthw-e2e", "CI": "true"}
+                "PULUMI_CONFIG_PASSPHRASE": "kthw-e2e", "CI": "true", **self.extra_env}
 
     def pulumi(self, *args: str, timeout: float = 1800, check: bool = True,
                label: Optional[str] = None) -> subprocess.CompletedProcess:
@@ -194,7 +196,7 @@ def force_teardown(layout) -> None:
     """Run each local part's `down` (hosts, LB, file server, then the network), as the component would."""
     scripts = ROOT / "scripts/local"
     parts = [("host.sh", layout.host_env(h)) for h in layout.hosts]
-    parts += [("lb.sh", layout.lb_env(6443)), ("fileserver.sh", layout.file_server_env(CACHE / "toolchain/releases")),
+    parts += [("lb.sh", layout.lb_env(6443)), ("fileserver.sh", layout.file_server_env(CACHE / "toolchain/mirror")),
               ("network.sh", layout.network_env())]
     for script, env in parts:
         subprocess.run(["bash", str(scripts / script), "down"], env={**os.environ, **env}, capture_output=True,
