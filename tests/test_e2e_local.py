@@ -2,6 +2,7 @@
 previewed, probed, broken, healed and destroyed by Pulumi itself. Tests run in file order on one stack."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -62,6 +63,26 @@ def test_up_from_empty(stack):
     outputs = stack.outputs()
     assert outputs["apiServerUrl"] == "https://198.18.0.129:6443"
     assert [c["name"] for c in outputs["controllers"]] == ["controller-0", "controller-1", "controller-2"]
+
+
+def test_hosts_took_the_clouds_path(stack):
+    """Logged in as a non-root sudoer, first boot by cloud-init with the clouds' user data, downloads over HTTPS
+    from the official layout, digests from the published checksum files."""
+    outputs = stack.outputs()
+    assert {c["sshUser"] for c in outputs["controllers"]} == {"kthw"}
+    for index in range(3):
+        assert stack.host(index, "cloud-init status").stdout.split() == ["status:", "done"]
+        assert "MaxStartups 100:30:200" in stack.host(index, "cat /etc/ssh/sshd_config.d/*.conf").stdout
+        assert stack.host(index, "id -u kthw && sudo -n -u kthw sudo -n true && echo sudo-ok").stdout.split()[-1] == "sudo-ok"
+    export = json.loads(stack.pulumi("stack", "export", timeout=120).stdout)["deployment"]["resources"]
+    digests = next(r for r in export if r["urn"].endswith("-release-digests"))
+    gateway = stack.gateway()
+    for key, artifact in digests["inputs"]["artifacts"].items():
+        assert artifact["url"].startswith(f"https://{gateway}:8443/"), artifact
+    assert digests["inputs"]["artifacts"]["kube-apiserver@v1.36.3"]["url"].endswith(
+        "/release/v1.36.3/bin/linux/amd64/kube-apiserver")
+    install = next(r for r in export if r["urn"].endswith("-controller-0-binaries"))
+    assert f'fetch "https://{gateway}:8443/release/v1.36.3/bin/linux/amd64/kube-apiserver"' in install["inputs"]["create"]
 
 
 def test_api_answers_through_the_load_balancer(stack):
