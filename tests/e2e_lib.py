@@ -121,14 +121,8 @@ class LocalStack:
         return self.pulumi("up", "--yes", "--skip-preview", "--parallel", "32", *extra, label=label, check=check)
 
     def changes(self, result: subprocess.CompletedProcess) -> dict[str, int]:
-        """Count of each operation in `pulumi up --json`-less output: the summary's lines."""
-        summary: dict[str, int] = {}
-        for line in result.stdout.splitlines():
-            words = line.strip().split()
-            if len(words) >= 2 and words[0].isdigit() and words[1] in ("created", "updated", "deleted",
-                                                                        "replaced", "unchanged", "to"):
-                summary[words[1]] = int(words[0])
-        return summary
+        """The engine's own count of each operation ("same", "update", "create", ...) of an `up --json`."""
+        return engine_changes(result.stdout)
 
     def outputs(self) -> dict:
         result = self.pulumi("stack", "output", "--json", "--show-secrets", timeout=120)
@@ -190,6 +184,22 @@ class LocalStack:
             force_teardown(self.layout())
         if not any(str(self.state) in line for line in Path("/proc/mounts").read_text().splitlines()):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def engine_changes(events: str) -> dict[str, int]:
+    """`resourceChanges` of the summaryEvent in the engine's event stream (`pulumi up --json`, one JSON object a
+    line); an output without one is an error, never "no changes"."""
+    for line in reversed(events.splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "summaryEvent" in event:
+            return dict(event["summaryEvent"].get("resourceChanges") or {})
+    raise AssertionError(f"no summaryEvent in the engine's output (was `up` run with --json?): {events[-2000:]}")
+
+
+CHANGING = ("create", "update", "delete", "replace", "create-replacement", "delete-replaced")
 
 
 def force_teardown(layout) -> None:
