@@ -82,12 +82,15 @@ wait_listen() {
 listener_pids() { { ss -Hltnp "src $1:$2" 2>/dev/null || true; } | { grep -o 'pid=[0-9]*' || true; } | cut -d= -f2 | sort -u; }
 
 # wait_own_listen ADDR PORT PIDFILE MARKER SECONDS: until the pidfile's process (or a child: HAProxy's
-# worker) listens on ADDR:PORT, bounded; fails at once if that process exits.
+# worker) listens on ADDR:PORT, bounded; fails at once if that process exits. The marker is checked once the
+# process is up: HAProxy's master re-executes itself into its wait mode right after starting, and during that
+# exec its cmdline is briefly empty (a `lb.sh up` failed on exactly that).
 wait_own_listen() {
   local addr="$1" port="$2" pidfile="$3" marker="$4" seconds="$5" i pid p
   pid="$(cat "$pidfile" 2>/dev/null)" || return 1
   for ((i = 0; i < seconds * 5; i++)); do
-    pid_alive "$pid" "$marker" || return 1
+    pid_alive "$pid" || return 1
+    pid_alive "$pid" "$marker" || { sleep 0.2; continue; }
     for p in $(listener_pids "$addr" "$port"); do
       [[ "$p" == "$pid" || "$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)" == "$pid" ]] && return 0
     done
