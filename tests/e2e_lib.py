@@ -120,9 +120,11 @@ class LocalStack:
     def up(self, *extra: str, label: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
         return self.pulumi("up", "--yes", "--skip-preview", "--parallel", "32", *extra, label=label, check=check)
 
-    def changes(self, result: subprocess.CompletedProcess) -> dict[str, int]:
-        """The engine's own count of each operation ("same", "update", "create", ...) of an `up --json`."""
-        return engine_changes(result.stdout)
+    def changes(self) -> dict[str, int]:
+        """The engine's own count of each operation ("same", "update", "create", ...) in the stack's latest
+        update, from `pulumi stack history --json` (`up --json` would also stream the SDK's debug events, which
+        print registered outputs, secrets included, in plaintext)."""
+        return latest_update_changes(self.pulumi("stack", "history", "--json", "--page-size", "1", timeout=120).stdout)
 
     def outputs(self) -> dict:
         result = self.pulumi("stack", "output", "--json", "--show-secrets", timeout=120)
@@ -186,17 +188,13 @@ class LocalStack:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def engine_changes(events: str) -> dict[str, int]:
-    """`resourceChanges` of the summaryEvent in the engine's event stream (`pulumi up --json`, one JSON object a
-    line); an output without one is an error, never "no changes"."""
-    for line in reversed(events.splitlines()):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "summaryEvent" in event:
-            return dict(event["summaryEvent"].get("resourceChanges") or {})
-    raise AssertionError(f"no summaryEvent in the engine's output (was `up` run with --json?): {events[-2000:]}")
+def latest_update_changes(history: str) -> dict[str, int]:
+    """`resourceChanges` of the newest entry of `pulumi stack history --json`, which must be a succeeded update;
+    anything else is an error, never "no changes"."""
+    entries = json.loads(history)
+    if not entries or entries[0].get("kind") != "update" or entries[0].get("result") != "succeeded":
+        raise AssertionError(f"the stack's latest operation is not a succeeded update: {history[-1500:]}")
+    return dict(entries[0].get("resourceChanges") or {})
 
 
 CHANGING = ("create", "update", "delete", "replace", "create-replacement", "delete-replaced")
