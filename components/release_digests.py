@@ -15,7 +15,6 @@ The provider object is pickled into the state: it holds two numbers (its time bo
 """
 from __future__ import annotations
 
-import re
 import ssl
 import time
 import urllib.error
@@ -27,19 +26,16 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, \
     UpdateResult
 
+from components.checksums import FORMATS, HEX64, SHA256_FILE, SHA256SUMS, parse_checksum
 from components.infra import ReleaseSource
 from components.releases import ETCD_ARTIFACT, KUBERNETES_BINARIES
 
-SHA256_FILE = "sha256"  # <artifact>.sha256: the bare hex digest, optionally followed by "  <file name>"
-SHA256SUMS = "sha256sums"  # SHA256SUMS: one "<hex>  <file name>" line per file of the release
-FORMATS = (SHA256_FILE, SHA256SUMS)
 PINNED = "releases.json"  # the source recorded for a digest pinned in components/releases.json
 FETCH_DEADLINE_SECONDS = 20  # per checksum file, every try included
 FETCH_TRIES = 3
 MAX_CHECKSUM_BYTES = 1 << 20
 HOW_TO_PIN = ("pin the digests in components/releases.json (scripts/update-checksums on a machine that reaches "
               "the release site), or set kthw:requirePinnedDigests true to refuse unpinned versions up front")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _RETRY_HTTP = (408, 425, 429, 500, 502, 503, 504)
 
 
@@ -73,26 +69,7 @@ def inputs(releases: ReleaseSource, kubernetes_version: str, etcd_version: str) 
             "ca_pem": releases.ca_pem}
 
 
-# ---- the published checksum files -----------------------------------------------------------------------
-
-def parse_checksum(text: str, fmt: str, file_name: str) -> str:
-    """The digest of `file_name` in a checksum file of format `fmt`; ValueError says what is wrong with it."""
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    if fmt == SHA256_FILE:
-        if len(lines) != 1 or len(lines[0]) > 2 or (len(lines[0]) == 2 and lines[0][1].lstrip("*") != file_name):
-            raise ValueError(f"must hold one digest (optionally followed by {file_name}), got {text[:200]!r}")
-        digest = lines[0][0]
-    elif fmt == SHA256SUMS:
-        found = [fields[0] for fields in lines if len(fields) == 2 and fields[1].lstrip("*") == file_name]
-        if len(found) != 1:
-            raise ValueError(f"must hold exactly one line for {file_name}, has {len(found)}")
-        digest = found[0]
-    else:
-        raise ValueError(f"unknown checksum format {fmt!r} (known: {', '.join(FORMATS)})")
-    if not _HEX64.fullmatch(digest):
-        raise ValueError(f"holds {digest[:80]!r} for {file_name}, not a sha256 (64 lowercase hex characters)")
-    return digest
-
+# ---- fetching the published checksum files --------------------------------------------------------------
 
 class _HttpsOnly(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - urllib's hook
@@ -214,7 +191,7 @@ class _DigestsProvider(ResourceProvider):
         failures = [CheckFailure("artifacts", f"{key}: {problem}") for key, artifact in
                     (news.get("artifacts") or {}).items() for problem in _artifact_problems(artifact)]
         failures += [CheckFailure("pinned", f"{key}: {digest!r} is not 64 lowercase hex characters")
-                     for key, digest in (news.get("pinned") or {}).items() if not _HEX64.fullmatch(str(digest))]
+                     for key, digest in (news.get("pinned") or {}).items() if not HEX64.fullmatch(str(digest))]
         return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -52,3 +52,26 @@ def test_refuses_a_bad_version():
     result = subprocess.run([sys.executable, str(ROOT / "scripts/update-checksums"), "latest"],
                             text=True, capture_output=True, timeout=60)
     assert result.returncode == 2
+
+
+def test_refuses_a_checksum_file_the_stack_would_refuse(tmp_path):
+    """The table is filled through the digests resource's strict parser: a `.sha256` holding two digests (the
+    old scan took the first) writes nothing."""
+    releases = tmp_path / "k8s/v1.99.0/bin/linux/amd64"
+    releases.mkdir(parents=True)
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"):
+        (releases / f"{name}.sha256").write_text(hashlib.sha256(name.encode()).hexdigest())
+    (releases / "kube-scheduler.sha256").write_text(f"{'a' * 64}\n{'b' * 64}\n")
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "components", project / "components")
+    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("toolchain"))
+    before = (project / "components/releases.json").read_text()
+    server = serve(tmp_path)
+    try:
+        env = {**os.environ, "KTHW_K8S_RELEASES": f"http://127.0.0.1:{server.server_port}/k8s"}
+        result = subprocess.run(["python3", str(project / "scripts/update-checksums"), "v1.99.0"],
+                                env=env, text=True, capture_output=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert result.returncode != 0 and "must hold one digest" in result.stderr, result.stderr[-2000:]
+    assert (project / "components/releases.json").read_text() == before
