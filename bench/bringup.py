@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def main() -> int:
         [sys.executable, "-m", "pytest", "-q", "-m", "not e2e and not toolchain"], cwd=ROOT, capture_output=True,
         timeout=900))
 
+    shutil.rmtree(workdir, ignore_errors=True)  # every stack of it was destroyed above
     (args.out / "bringup.json").write_text(json.dumps(results, indent=2))
     print(f"{'measure':40}{'value':>12}")
     for key, value in results.items():

@@ -63,6 +63,7 @@ class LocalStack:
     workdir: Path
     config: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
+    destroyed: bool = False  # a test destroyed the stack itself
     timings: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)  # every command's output, for the secrets check
 
@@ -179,11 +180,12 @@ class LocalStack:
         return result
 
     def cleanup(self) -> None:
-        """Last resort after a failed test: destroy; if that fails, take every part down with the local
-        scripts directly; remove the scratch state only when nothing of the stack is left."""
-        result = self.pulumi("destroy", "--yes", "--skip-preview", timeout=900, check=False)
-        if result.returncode != 0:
-            force_teardown(self.layout())
+        """After the tests: destroy (unless a test already did); if that fails, take every part down with the
+        local scripts directly; remove the scratch dir only when nothing of the stack is left mounted."""
+        if not self.destroyed:
+            result = self.pulumi("destroy", "--yes", "--skip-preview", timeout=900, check=False)
+            if result.returncode != 0:
+                force_teardown(self.layout())
         if not any(str(self.state) in line for line in Path("/proc/mounts").read_text().splitlines()):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

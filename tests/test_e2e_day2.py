@@ -29,8 +29,7 @@ def stack():
     print("\n[day2 timings, seconds] " + ", ".join(f"{k}: {v}" for k, v in s.timings.items()))
     print("[day2 longest run of failed probes through the LB, seconds] "
           + ", ".join(f"{k}: {v}" for k, v in GAPS.items()))
-    if not getattr(s, "destroyed", False):
-        s.cleanup()
+    s.cleanup()
 
 
 @contextmanager

@@ -24,8 +24,7 @@ def stack():
     yield s
     TIMINGS.update(s.timings)
     print("\n[e2e timings, seconds] " + ", ".join(f"{k}: {v}" for k, v in s.timings.items()))
-    if not getattr(s, "destroyed", False):
-        s.cleanup()
+    s.cleanup()
 
 
 def wait_for(what: str, check, tries: int = 60, delay: float = 1.0):
