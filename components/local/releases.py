@@ -52,7 +52,6 @@ def release_source(toolchain_dir: Path, kubernetes_version: str, etcd_version: s
     signed; raise ManifestError naming every file of the stack's versions that the mirror lacks (the release
     file or its checksum file)."""
     source = ReleaseSource(kubernetes_base=base_url, etcd_base=f"{base_url}{ETCD_PATH}", pinned={}, ca_pem=ca_pem)
-    mirror = toolchain_dir / MIRROR
     # Only mirror/ counts (kind "release"): the manifest also lists bin/ entries under the same names (e.g. the
     # bare `etcd` binary), whose files are not the served ones.
     served = {str(entry.get("path", "")) for entry in load_manifest(toolchain_dir) if entry.get("kind") == "release"}
