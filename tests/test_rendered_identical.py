@@ -94,8 +94,10 @@ def test_every_rendered_input_is_unchanged(variant, tmp_path, monkeypatch):
     assert len(got) > 20, "the program registered almost nothing: the snapshot would prove nothing"
     changed = sorted(n for n in set(got) | set(want) if got.get(n) != want.get(n))
     if changed:
-        diff = difflib.unified_diff(json.dumps({n: want.get(n) for n in changed[:3]}, indent=1).splitlines(),
-                                    json.dumps({n: got.get(n) for n in changed[:3]}, indent=1).splitlines(),
-                                    "recorded", "now", lineterm="", n=2)
-        pytest.fail(f"{len(changed)} resources differ from tests/data/rendered/{variant}.json: "
-                    f"{', '.join(changed)}\n" + "\n".join(list(diff)[:80]))
+        report = [f"{len(changed)} resources differ from tests/data/rendered/{variant}.json: {', '.join(changed)}"]
+        for name in changed[:3]:
+            before, after = (json.dumps(side.get(name), indent=1, sort_keys=True).replace("\\n", "\n")
+                             for side in (want, got))
+            report += difflib.unified_diff(before.splitlines(), after.splitlines(), f"recorded {name}",
+                                           f"now {name}", lineterm="", n=1)
+        pytest.fail("\n".join(report[:120]))
