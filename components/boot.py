@@ -15,6 +15,7 @@ from pulumi_command import remote
 
 from components.infra import ControllerHost
 from components.render import script
+from components.ssh import BOOT_DIAL_ERROR_LIMIT, connection
 
 DEFAULT_ADMIN_USERNAME = "kthw"  # the sudo user the bootstrap logs in as (Azure's adminUsername, GCP's, local)
 USER_DATA = "common/user-data.yaml"
@@ -30,7 +31,8 @@ def user_data() -> str:
 
 
 def wait_for_boot(name: str, host: ControllerHost, after: Sequence[pulumi.Resource], parent: pulumi.Resource,
-                  instance: Optional[pulumi.Input[str]] = None, dial_error_limit: int = 60) -> remote.Command:
+                  instance: Optional[pulumi.Input[str]] = None,
+                  dial_error_limit: int = BOOT_DIAL_ERROR_LIMIT) -> remote.Command:
     """A read-only command (nothing to delete) named `name`. The instance (default: the host's instance_id) is
     part of the script, so a re-created machine is waited for again, in place (`update`), like the control
     plane's steps. A fresh VM takes a minute or two to answer: the dial is retried `dial_error_limit` times."""
@@ -38,9 +40,7 @@ def wait_for_boot(name: str, host: ControllerHost, after: Sequence[pulumi.Resour
                                        instance if instance is not None else host.instance_id, WAIT_FOR_BOOT)
     return remote.Command(
         name,
-        connection=remote.ConnectionArgs(
-            host=host.ssh_host, port=host.ssh_port, user=host.ssh_user, private_key=host.ssh_private_key,
-            dial_error_limit=dial_error_limit, per_dial_timeout=10),
+        connection=connection(host, dial_error_limit),
         create=script_text,
         update=script_text,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)))

@@ -15,7 +15,6 @@ a (secret) input on each call.
 """
 from __future__ import annotations
 
-import io
 import json
 import shlex
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from components import ssh
 
 PROBE_TIMEOUT_SECONDS = 30
 PROBE_ATTEMPTS = 3
@@ -98,27 +99,6 @@ def drift_lines(drift: Mapping[str, Sequence[str]]) -> list[str]:
     return [f"{group}: {item}" for group, items in sorted(drift.items()) for item in items]
 
 
-def _pkey(private_key: str):
-    """A paramiko key from any PEM or OpenSSH private key (ECDSA, Ed25519 or RSA)."""
-    import paramiko
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-    data = private_key.encode()
-    if b"OPENSSH PRIVATE KEY" in data:
-        key = serialization.load_ssh_private_key(data, password=None)
-    else:
-        key = serialization.load_pem_private_key(data, password=None)
-    openssh = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    kind = {ed25519.Ed25519PrivateKey: paramiko.Ed25519Key, ec.EllipticCurvePrivateKey: paramiko.ECDSAKey,
-            rsa.RSAPrivateKey: paramiko.RSAKey}
-    for base, cls in kind.items():
-        if isinstance(key, base):
-            return cls.from_private_key(io.StringIO(openssh))
-    raise ValueError(f"unsupported SSH key type {type(key).__name__}")
-
-
 def _debug(message: str) -> None:
     """Append to $KTHW_PROBE_LOG when set (the provider's own output is not shown by the engine)."""
     import os
@@ -138,23 +118,22 @@ def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
 
     error: Exception = RuntimeError("no attempt")
     for attempt in range(PROBE_ATTEMPTS):
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # hosts are re-created; keys change
         try:
-            client.connect(props["host"], port=int(props["port"]), username=props["user"],
-                           pkey=_pkey(props["private_key"]), timeout=PROBE_TIMEOUT_SECONDS,
-                           banner_timeout=PROBE_TIMEOUT_SECONDS, auth_timeout=PROBE_TIMEOUT_SECONDS,
-                           channel_timeout=PROBE_TIMEOUT_SECONDS, allow_agent=False, look_for_keys=False)
-            prefix = "" if props["user"] == "root" else "sudo -n "
-            command = prefix + "bash -c " + shlex.quote(probe_command(props["expected"]))
-            _, stdout, _ = client.exec_command(command, timeout=PROBE_TIMEOUT_SECONDS)
-            return parse_probe(stdout.read().decode())
+            client = ssh.client(props["host"], props["port"], props["user"], props["private_key"],
+                                timeout=PROBE_TIMEOUT_SECONDS)
         except (paramiko.SSHException, OSError) as exc:
             error = exc
-            _debug(f"probe {props['host']} attempt {attempt + 1}: {type(exc).__name__}: {exc}")
-            time.sleep(2 * (attempt + 1))
-        finally:
-            client.close()
+        else:
+            try:
+                _, out, _ = ssh.run_as_root(client, probe_command(props["expected"]), "probe",
+                                            timeout=PROBE_TIMEOUT_SECONDS)
+                return parse_probe(out.decode())
+            except (paramiko.SSHException, OSError) as exc:
+                error = exc
+            finally:
+                client.close()
+        _debug(f"probe {props['host']} attempt {attempt + 1}: {type(error).__name__}: {error}")
+        time.sleep(2 * (attempt + 1))
     raise error
 
 

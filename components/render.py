@@ -1,4 +1,5 @@
-"""Render the host files under scripts/ (Jinja2 templates, strict: a missing variable is an error)."""
+"""Render the host files under scripts/ (Jinja2 templates, strict: a missing variable is an error; `paths` is
+always there: components/paths.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from components.paths import HOST
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -17,6 +20,7 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+_env.globals["paths"] = HOST  # every template spells host paths through components/paths.py
 
 
 def render(template: str, **variables: Any) -> str:

@@ -1,7 +1,7 @@
 """In-host drift detection: what is recorded, how drift is found and named, and how it drives repairs."""
 import pytest
 
-from components import drift
+from components import drift, ssh
 from components.host_files import sha256
 from fake_infra import build
 from harness import FakeCloud, evaluate
@@ -95,7 +95,7 @@ def test_private_key_is_a_secret_and_parses_for_paramiko():
     for key in (ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())):
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
-        assert drift._pkey(pem).get_bits() > 0
+        assert ssh.paramiko_key(pem).get_bits() > 0
 
 
 def test_every_host_records_its_files_units_and_binaries():

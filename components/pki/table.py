@@ -1,8 +1,9 @@
 """The cluster's PKI as one table, like kubeadm's certificate list (cmd/kubeadm/app/phases/certs/certlist.go).
 
 Each row is a key pair and certificate: its name, what it is for, its signer, subject, usages, whether each
-controller gets its own, and which SANs it carries. `components.pki.component` turns rows into pulumi-tls
-resources; tests iterate the table.
+controller gets its own, and which SANs it carries. `FILES` then places every certificate, key, kubeconfig and
+config on the controllers: its path, which components read it, its mode. `components.pki.component` turns rows
+into pulumi-tls resources, `components.host_files` the placements into each node's files; tests iterate both.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import pulumi
+
+from components.paths import HOST
 
 SERVER = ("digital_signature", "key_encipherment", "server_auth")
 CLIENT = ("digital_signature", "key_encipherment", "client_auth")
@@ -115,3 +118,60 @@ KUBECONFIGS: dict[str, tuple[str, str, str]] = {
 
 def cert(name: str) -> CertSpec:
     return next(spec for spec in CERTS if spec.name == name)
+
+
+# ---- where each file lands ----------------------------------------------------------------------------------
+# Every file the bootstrap puts on a controller: its path, what it holds, which components read it (a change of
+# its content restarts them) and its mode. What it holds: `ca:<ca>` / `ca-key:<ca>`, `cert:<cert>` /
+# `key:<cert>` (per-node certs: the node's own), `kubeconfig:<name>`, `service-account-public`,
+# `service-account-key`, `encryption-config`, or `template:<file under scripts/>`.
+
+@dataclass(frozen=True)
+class HostFile:
+    path: str
+    holds: str
+    readers: tuple[str, ...]
+    mode: int = 0o644
+
+    @property
+    def private(self) -> bool:
+        return self.mode & 0o077 == 0
+
+
+def _pair(directory: str, cert_name: str, file_name: str, readers: tuple[str, ...]) -> tuple[HostFile, HostFile]:
+    """A certificate and its key, side by side (`<file_name>.pem`, `<file_name>-key.pem`)."""
+    return (HostFile(f"{directory}/{file_name}.pem", f"cert:{cert_name}", readers),
+            HostFile(f"{directory}/{file_name}-key.pem", f"key:{cert_name}", readers, 0o600))
+
+
+_ETCD, _K8S, _CONFIG = HOST.etcd, HOST.kubernetes, HOST.config
+_APISERVER, _CM, _SCHEDULER = ("kube-apiserver",), ("kube-controller-manager",), ("kube-scheduler",)
+
+FILES: tuple[HostFile, ...] = (
+    HostFile(f"{_ETCD}/ca.pem", "ca:etcd-ca", ("etcd",)),
+    *_pair(_ETCD, "etcd-server", "server", ("etcd",)),
+    *_pair(_ETCD, "etcd-peer", "peer", ("etcd",)),
+    *_pair(_ETCD, "etcd-healthcheck-client", "healthcheck-client", ("etcd",)),
+    HostFile(f"{_K8S}/ca.pem", "ca:ca", (*_APISERVER, *_CM)),
+    HostFile(f"{_K8S}/ca-key.pem", "ca-key:ca", _CM, 0o600),
+    HostFile(f"{_K8S}/etcd-ca.pem", "ca:etcd-ca", _APISERVER),
+    HostFile(f"{_K8S}/front-proxy-ca.pem", "ca:front-proxy-ca", (*_APISERVER, *_CM)),
+    *_pair(_K8S, "apiserver", "apiserver", _APISERVER),
+    *_pair(_K8S, "apiserver-kubelet-client", "apiserver-kubelet-client", _APISERVER),
+    *_pair(_K8S, "apiserver-etcd-client", "apiserver-etcd-client", _APISERVER),
+    *_pair(_K8S, "front-proxy-client", "front-proxy-client", _APISERVER),
+    HostFile(f"{_K8S}/service-account.pub", "service-account-public", _APISERVER),
+    HostFile(f"{_K8S}/service-account-key.pem", "service-account-key", (*_APISERVER, *_CM), 0o600),
+    HostFile(f"{_K8S}/encryption-config.yaml", "encryption-config", _APISERVER, 0o600),
+    HostFile(f"{_K8S}/audit-policy.yaml", "template:kube-apiserver/audit-policy.yaml", _APISERVER),
+    HostFile(f"{_K8S}/authentication-config.yaml", "template:kube-apiserver/authentication-config.yaml", _APISERVER),
+    HostFile(f"{_K8S}/admin.kubeconfig", "kubeconfig:admin", _APISERVER, 0o600),
+    HostFile(f"{_K8S}/super-admin.kubeconfig", "kubeconfig:super-admin", _APISERVER, 0o600),
+    HostFile(f"{_K8S}/controller-manager.kubeconfig", "kubeconfig:controller-manager", _CM, 0o600),
+    HostFile(f"{_K8S}/scheduler.kubeconfig", "kubeconfig:scheduler", _SCHEDULER, 0o600),
+    HostFile(f"{_CONFIG}/kube-scheduler.yaml", "template:kube-scheduler/kube-scheduler.yaml.j2", _SCHEDULER),
+)
+
+
+def host_file(path: str) -> HostFile:
+    return next(f for f in FILES if f.path == path)

@@ -1,0 +1,33 @@
+"""Where kthw puts things on a controller: the one module that spells a host path.
+
+Templates under scripts/ get these as `paths` (components/render.py); the PKI's file table
+(components/pki/files.py) places every certificate, key and config under them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    kubernetes: str = "/var/lib/kubernetes"  # the kube components' certs, keys, kubeconfigs and configs (0700)
+    etcd: str = "/etc/etcd"  # etcd's certs and its cluster.env (0700)
+    etcd_data: str = "/var/lib/etcd"  # etcd's data dir
+    config: str = "/etc/kubernetes/config"  # component config files (kube-scheduler.yaml)
+    logs: str = "/var/log/kubernetes"  # the apiserver's audit log
+    bin: str = "/usr/local/bin"  # the release binaries
+    sbin: str = "/usr/local/sbin"  # kthw's own commands (kthw-etcd-backup)
+    systemd: str = "/etc/systemd/system"  # units
+    etcd_backups: str = "/var/backups/etcd"  # the snapshot timer's snapshots
+    healthz_site: str = "/etc/nginx/sites-available/kubernetes-healthz"  # the LB health proxy's nginx site
+    restore: str = ".kthw-restore"  # under the login user's home (0700): where a snapshot to restore is copied
+
+    def unit(self, name: str) -> str:
+        """A systemd unit's file."""
+        return f"{self.systemd}/{name}.service"
+
+    def binary(self, name: str) -> str:
+        return f"{self.bin}/{name}"
+
+
+HOST = HostPaths()

@@ -1,0 +1,55 @@
+"""The services kthw runs on every controller, as one table (kubespray's roles, kubeadm's static pods).
+
+Each row: the systemd unit (its template is `scripts/<unit>/<unit>.service.j2`), how its health is checked, how it
+first starts, how it restarts, and how it is removed. The files it reads are the PKI file table's rows that name it
+as a reader (`components.pki.table.FILES`); a change of any of them, of its unit or of the release versions
+restarts it. Restarts of a running service are rolling: one node at a time under a cluster-wide etcd lock, each
+healthy again before the next goes down; a first start takes no lock, so a fresh install starts every node at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from components.infra import ControllerHost
+from components.paths import HOST
+from components.render import render
+
+APISERVER_READY = f"curl -fsS --max-time 3 --cacert {HOST.kubernetes}/ca.pem https://127.0.0.1:6443/readyz"
+# controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
+CONTROLLER_MANAGER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10257/healthz"
+SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
+
+
+@dataclass(frozen=True)
+class Component:
+    unit: str
+    health: Optional[str]  # a command that succeeds once it serves; None: `systemctl is-active` (etcd: quorum wait)
+    first_start: str  # "wait-healthy": start and wait for `health`; "no-block": start (etcd members need each other)
+    delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
+    health_seconds: int = 180  # how long a start or restart may take to become healthy
+    restart: str = "rolling"  # under the etcd lock, one node at a time (see the module docstring)
+
+    @property
+    def template(self) -> str:
+        return f"{self.unit}/{self.unit}.service.j2"
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("etcd", health=None, first_start="no-block", delete="etcd/remove.sh.j2"),
+    Component("kube-apiserver", health=APISERVER_READY, first_start="wait-healthy",
+              delete="common/remove-service.sh.j2"),
+    Component("kube-controller-manager", health=CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy",
+              delete="common/remove-service.sh.j2"),
+    Component("kube-scheduler", health=SCHEDULER_HEALTHY, first_start="wait-healthy",
+              delete="common/remove-service.sh.j2"),
+)
+
+
+def component(unit: str) -> Component:
+    return next(c for c in COMPONENTS if c.unit == unit)
+
+
+def render_unit(row: Component, host: ControllerHost, **values: Any) -> str:
+    """The row's unit for `host`: every unit template takes the same values (see `phases.service.unit_values`)."""
+    return render(row.template, node_name=host.name, **values)
