@@ -1,7 +1,7 @@
 """The services kthw runs on every controller, as one table (kubespray's roles, kubeadm's static pods).
 
-Each row: the systemd unit (its template is `scripts/<unit>/<unit>.service.j2`), how its health is checked, how it
-first starts, how it restarts, and how it is removed. The files it reads are the PKI file table's rows that name it
+Each row: the systemd unit and its template under scripts/, how its health is checked, how it first starts, how it
+restarts, and how it is removed. The files it reads are the PKI file table's rows that name it
 as a reader (`components.pki.table.FILES`); a change of any of them, of its unit or of the release versions
 restarts it. Restarts of a running service are rolling: one node at a time under a cluster-wide etcd lock, each
 healthy again before the next goes down; a first start takes no lock, so a fresh install starts every node at once.
@@ -24,25 +24,26 @@ SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
 @dataclass(frozen=True)
 class Component:
     unit: str
+    template: str  # the unit's template under scripts/; every one takes the values `phases.service.units` passes
     health: Optional[str]  # a command that succeeds once it serves; None: `systemctl is-active` (etcd: quorum wait)
     first_start: str  # "wait-healthy": start and wait for `health`; "no-block": start (etcd members need each other)
     delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
     health_seconds: int = 180  # how long a start or restart may take to become healthy
     restart: str = "rolling"  # under the etcd lock, one node at a time (see the module docstring)
 
-    @property
-    def template(self) -> str:
-        return f"{self.unit}/{self.unit}.service.j2"
 
+_REMOVE = "common/remove-service.sh.j2"
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("etcd", health=None, first_start="no-block", delete="etcd/remove.sh.j2"),
-    Component("kube-apiserver", health=APISERVER_READY, first_start="wait-healthy",
-              delete="common/remove-service.sh.j2"),
-    Component("kube-controller-manager", health=CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy",
-              delete="common/remove-service.sh.j2"),
-    Component("kube-scheduler", health=SCHEDULER_HEALTHY, first_start="wait-healthy",
-              delete="common/remove-service.sh.j2"),
+    #          unit                        template                                       health
+    Component("etcd",                    "etcd/etcd.service.j2",                         None,
+              first_start="no-block", delete="etcd/remove.sh.j2"),
+    Component("kube-apiserver",          "kube-apiserver/kube-apiserver.service.j2",     APISERVER_READY,
+              first_start="wait-healthy", delete=_REMOVE),
+    Component("kube-controller-manager", "kube-controller-manager/kube-controller-manager.service.j2",
+              CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy", delete=_REMOVE),
+    Component("kube-scheduler",          "kube-scheduler/kube-scheduler.service.j2",     SCHEDULER_HEALTHY,
+              first_start="wait-healthy", delete=_REMOVE),
 )
 
 
@@ -51,5 +52,5 @@ def component(unit: str) -> Component:
 
 
 def render_unit(row: Component, host: ControllerHost, **values: Any) -> str:
-    """The row's unit for `host`: every unit template takes the same values (see `phases.service.unit_values`)."""
+    """The row's unit for `host`: every unit template takes the same values (see `phases.service.units`)."""
     return render(row.template, node_name=host.name, **values)
