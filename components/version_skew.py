@@ -32,7 +32,7 @@ def skew_problem(key: str, deployed: Optional[str], wanted: str) -> Optional[str
                 f"{step}.x; upgrade to a {step} release first")
     if new_minor < old_minor:
         return (f"kthw:{key} cannot go down a minor version ({deployed} is deployed, {wanted} asked); "
-                "restore an etcd snapshot taken before the upgrade instead (see README, Backup and restore)")
+                "restore an etcd snapshot taken before the upgrade instead (see docs/operations.md, Backup and restore)")
     return None
 
 

@@ -458,7 +458,7 @@ def test_command_provider_remote(manifest, tmp_path):
         env = _stack_env(tmp_path)
         run(BIN / "pulumi", "stack", "init", "smoke", cwd=project, env=env)
         # The official provider dials SSH_AUTH_SOCK whenever it is set: a dead agent fails the step at once,
-        # although the connection has its own key (why scripts/pulumi unsets it; README, "Official plugins").
+        # although the connection has its own key (why scripts/pulumi unsets it; docs/toolchain.md, "Official plugins").
         dead = tmp_path / "dead-agent.sock"
         with socket.socket(socket.AF_UNIX) as agent:
             agent.bind(str(dead))  # bound, never listening: connections are refused
