@@ -176,7 +176,7 @@ def test_members_added_later_join_and_leaving_members_remove_themselves():
     assert next_founders(founders, members, replaced) == ["controller-0", "controller-2"]  # a new host joins
     join = render("etcd/membership.sh.j2", node_name="controller-3", node_ip="10.240.0.13", founder=False,
                   founders_cluster="", all_members="controller-3=https://10.240.0.13:2380",
-                  other_endpoints="https://10.240.0.10:2379", join_tries=4, poll=0.25, restore=None)
+                  other_endpoints="https://10.240.0.10:2379", join_seconds=4, poll=0.25, restore=None)
     assert "member add controller-3 --peer-urls=\"$etcd_peer\"" in join
     assert "ETCD_INITIAL_CLUSTER_STATE=existing" in join and "ETCD_INITIAL_CLUSTER_STATE=new" not in join
 

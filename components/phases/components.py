@@ -16,6 +16,10 @@ from components.paths import HOST
 from components.render import render
 
 APISERVER_READY = f"curl -fsS --max-time 3 --cacert {HOST.kubernetes}/ca.pem https://127.0.0.1:6443/readyz"
+# The local member answers a linearizable read (it has joined and sees a leader: a quorum is up).
+ETCD_HEALTHY = (f"etcdctl --endpoints=https://127.0.0.1:2379 --command-timeout=3s --cacert={HOST.etcd}/ca.pem "
+                f"--cert={HOST.etcd}/healthcheck-client.pem --key={HOST.etcd}/healthcheck-client-key.pem "
+                "endpoint health")
 # controller-manager and scheduler serve /healthz with a self-signed cert on loopback only.
 CONTROLLER_MANAGER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10257/healthz"
 SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
@@ -25,8 +29,9 @@ SCHEDULER_HEALTHY = "curl -fsSk --max-time 3 https://127.0.0.1:10259/healthz"
 class Component:
     unit: str
     template: str  # the unit's template under scripts/; every one takes the values `phases.service.units` passes
-    health: Optional[str]  # a command that succeeds once it serves; None: `systemctl is-active` (etcd: quorum wait)
-    first_start: str  # "wait-healthy": start and wait for `health`; "no-block": start (etcd members need each other)
+    health: str  # a command that succeeds once it serves (a rolling restart waits for it before the next node)
+    first_start: str  # "wait-healthy": start, wait for `health`; "no-block": start (etcd members need each other:
+    #                   their quorum wait is its own phase)
     delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
     health_seconds: int = 180  # how long a start or restart may take to become healthy
     restart: str = "rolling"  # under the etcd lock, one node at a time (see the module docstring)
@@ -36,7 +41,7 @@ _REMOVE = "common/remove-service.sh.j2"
 
 COMPONENTS: tuple[Component, ...] = (
     #          unit                        template                                       health
-    Component("etcd",                    "etcd/etcd.service.j2",                         None,
+    Component("etcd",                    "etcd/etcd.service.j2",                         ETCD_HEALTHY,
               first_start="no-block", delete="etcd/remove.sh.j2"),
     Component("kube-apiserver",          "kube-apiserver/kube-apiserver.service.j2",     APISERVER_READY,
               first_start="wait-healthy", delete=_REMOVE),

@@ -10,11 +10,11 @@ from pulumi_command import remote
 from components.etcd_membership import EtcdMembership
 from components.infra import ControllerHost
 from components.phases.cluster import Cluster, etcd_client_urls
-from components.phases.remote import POLL_SECONDS, RemoteSteps, tries
+from components.phases.remote import POLL_SECONDS, RemoteSteps
 from components.render import content_hash, render
 
 JOIN_SECONDS = 120  # a joining member waits this long for the running cluster to add it
-QUORUM_SECONDS = 300  # every member waits this long for the whole cluster to be healthy
+QUORUM_SECONDS = 300  # every member waits this long for itself and a quorum of the members to be healthy
 
 
 def founders(cluster: Cluster) -> pulumi.Output[list]:
@@ -37,16 +37,17 @@ def membership(cluster: Cluster, host: ControllerHost, founder_names: pulumi.Out
                       founders_cluster=",".join(f"{n}={u}" for n, u in peers.items() if n in names),
                       all_members=",".join(f"{n}={u}" for n, u in peers.items()),
                       other_endpoints=etcd_client_urls([ip for h, ip in zip(hosts, ips_now) if h is not host]),
-                      join_tries=tries(JOIN_SECONDS), poll=POLL_SECONDS, restore=restore)
+                      join_seconds=JOIN_SECONDS, poll=POLL_SECONDS, restore=restore)
     return pulumi.Output.all(founder_names, cluster.private_ips(), host.private_ip).apply(script)
 
 
 def quorum(cluster: Cluster, run: RemoteSteps, depends_on: Sequence[pulumi.Resource]
            ) -> dict[str, remote.Command]:
-    """On every node, after every member's start: wait until the whole cluster is healthy."""
+    """On every node, after every member's start: wait until it and a quorum of the members are healthy."""
     def wait(host: ControllerHost) -> pulumi.Output[str]:
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in cluster.hosts])
         return ips.apply(lambda v: render(
-            "etcd/wait-cluster.sh.j2", node_ip=v[0], tries=tries(QUORUM_SECONDS), poll=POLL_SECONDS,
+            "etcd/wait-cluster.sh.j2", node_ip=v[0], seconds=QUORUM_SECONDS, poll=POLL_SECONDS,
+            members=len(v) - 1, quorum=(len(v) - 1) // 2 + 1,
             endpoints=etcd_client_urls(v[1:]), members_hash=content_hash(*v[1:])))
     return {h.name: run.run(h, "etcd-ready", wait(h), None, depends_on=depends_on) for h in cluster.hosts}

@@ -8,7 +8,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.infra import ControllerHost
-from components.phases.remote import POLL_SECONDS, RemoteSteps, tries
+from components.phases.remote import POLL_SECONDS, RemoteSteps
 from components.render import content_hash, render, script
 
 APPLY_SECONDS = 180
@@ -17,5 +17,5 @@ APPLY_SECONDS = 180
 def rbac(run: RemoteSteps, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> remote.Command:
     manifest = script("rbac/rbac.yaml")
     body = render("rbac/apply.sh.j2", manifest=manifest.rstrip("\n"), manifest_hash=content_hash(manifest),
-                  tries=tries(APPLY_SECONDS), poll=POLL_SECONDS)
+                  seconds=APPLY_SECONDS, poll=POLL_SECONDS)
     return run.run(host, "rbac", body, render("rbac/remove.sh.j2"), depends_on=depends_on)

@@ -11,14 +11,9 @@ from pulumi_command import remote
 from components.infra import ControllerHost
 from components.ssh import as_root, as_root_output, connection
 
-# Host-side waits poll this often (s); each wait's bound is in seconds and becomes a number of tries.
+# Host-side waits poll this often (s); each wait has a deadline in seconds (lib.sh.j2's wait_until).
 POLL_SECONDS = 0.25
 STEP_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="5m")
-
-
-def tries(seconds: int) -> int:
-    """A host-side wait of `seconds`, as a number of polls."""
-    return int(seconds / POLL_SECONDS)
 
 
 def after_shebang(body: str, line: str) -> str:

@@ -12,7 +12,7 @@ from components.config import StackConfig
 from components.infra import ControllerHost
 from components.phases.cluster import Cluster, etcd_client_urls
 from components.phases.components import COMPONENTS, Component, render_unit
-from components.phases.remote import POLL_SECONDS, RemoteSteps, tries
+from components.phases.remote import POLL_SECONDS, RemoteSteps
 from components.render import content_hash, render
 
 
@@ -41,7 +41,7 @@ def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Compo
     body = pulumi.Output.all(unit_content, host_files.fingerprint(files), endpoints, prestart).apply(
         lambda v: render("common/service.sh.j2", unit=row.unit, unit_content=v[0].rstrip("\n"), prestart=v[3],
                          inputs_hash=content_hash(v[0], v[1], versions), no_block=row.first_start == "no-block",
-                         health=row.health, health_tries=tries(row.health_seconds), poll=POLL_SECONDS,
+                         health=row.health, health_seconds=row.health_seconds, poll=POLL_SECONDS,
                          lock_endpoints=v[2] if row.restart == "rolling" else ""))
     delete = endpoints.apply(lambda e: render(row.delete, unit=row.unit, node_name=host.name, endpoints=e))
     return run.run(host, row.unit, body, delete, depends_on=depends_on)
