@@ -7,8 +7,9 @@ host for all of it in one SSH round trip (paramiko) and stores what it saw; `dri
 ("kube-apiserver: /etc/systemd/system/kube-apiserver.service changed", "kube-scheduler: kube-scheduler is
 inactive"). Its input `drift` is always empty, so a refreshed drift shows as a diff naming the host's resource
 and each drifted item, and `preview --refresh --expect-no-changes` fails. `pulumi up` then updates it: the
-drifted groups' `repairs` counters go up, and the bootstrap steps that embed their group's counter run again
-and put the host back.
+drifted groups' `repairs` counters go up (the host is probed again first, so a refresh's transient SSH failure
+repairs nothing that did not drift), and the bootstrap steps that embed their group's counter run again and put
+the host back.
 
 Nothing secret is reachable from the provider object (it is pickled into the state): the SSH key arrives as
 a (secret) input on each call.
@@ -157,11 +158,21 @@ class HostStateProvider(ResourceProvider):
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Bump the repair counter of each group that drifted, as the host shows it now: a probe that failed on
+        refresh (a transient SSH error) is taken again, so it repairs only what really drifted; a host that is
+        still unreachable gets every group repaired once it answers."""
         repairs = dict(olds.get("repairs") or {})
-        drifted = compare(olds.get("expected", {}), olds.get("observed", {}))
+        observed = olds.get("observed", {})
+        unreachable = any(line.startswith("host:") for line in olds.get("drift", []))
+        if olds.get("drift"):
+            try:
+                observed, unreachable = probe_host(news), False
+            except Exception as exc:  # noqa: BLE001 - decided below: all groups if it was unreachable before
+                _debug(f"probe {news.get('host')} during update: {type(exc).__name__}: {exc}")
+        drifted = compare(news.get("expected", {}), observed)
         for group in news["expected"]:
             repairs.setdefault(group, 0)
-            if group in drifted or any(line.startswith("host:") for line in olds.get("drift", [])):
+            if group in drifted or unreachable:
                 repairs[group] += 1
         return UpdateResult(outs={**news, "observed": {}, "drift": [], "repairs": repairs})
 

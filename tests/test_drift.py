@@ -73,7 +73,7 @@ def test_provider_reads_diffs_and_repairs_only_the_drifted_group(monkeypatch):
     assert repaired["drift"] == []
 
 
-def test_unreachable_host_is_drift_and_repairs_everything(monkeypatch):
+def test_unreachable_host_is_drift_and_repairs_everything_if_it_still_is(monkeypatch):
     provider = drift.HostStateProvider()
     props = {"name": "c", "host": "198.18.0.11", "port": 22, "user": "root", "private_key": "k",
              "expected": EXPECTED, "drift": []}
@@ -85,7 +85,23 @@ def test_unreachable_host_is_drift_and_repairs_everything(monkeypatch):
     monkeypatch.setattr(drift, "probe_host", refuse)
     read = provider.read("id", created).outs
     assert read["drift"][0].startswith("host: unreachable")
+    assert provider.diff("id", read, props).changes
     assert set(provider.update("id", read, props).outs["repairs"].values()) == {1}
+
+
+def test_a_transient_ssh_failure_repairs_only_what_drifted(monkeypatch):
+    """Unreachable on refresh, back at `up`: the update probes again and bumps only the drifted group."""
+    provider = drift.HostStateProvider()
+    props = {"name": "c", "host": "198.18.0.11", "port": 22, "user": "root", "private_key": "k",
+             "expected": EXPECTED, "drift": []}
+    created = provider.create(props).outs
+    monkeypatch.setattr(drift, "probe_host", lambda _: (_ for _ in ()).throw(TimeoutError("timed out")))
+    read = provider.read("id", created).outs
+    monkeypatch.setattr(drift, "probe_host", lambda _: CLEAN)
+    assert set(provider.update("id", read, props).outs["repairs"].values()) == {0}
+    monkeypatch.setattr(drift, "probe_host", lambda _: tampered(**{"units:kube-scheduler": "inactive"}))
+    assert provider.update("id", read, props).outs["repairs"] == {"files": 0, "kube-apiserver": 0,
+                                                                  "kube-scheduler": 1}
 
 
 def test_private_key_is_a_secret_and_parses_for_paramiko():
