@@ -1,10 +1,9 @@
-"""Pieces the real clouds (azure, gcp) share: the official release source, the controllers' addresses and
-the bootstrap's SSH key pair (read and checked from config, or generated)."""
+"""Pieces the real clouds (azure, gcp) share: the official release source and the bootstrap's SSH key pair
+(read and checked from config, or generated)."""
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -16,7 +15,6 @@ from components import releases
 from components.config import StackConfig, _Reader
 from components.infra import ReleaseSource
 
-FIRST_CONTROLLER_HOST = 10  # controller-0 at .10, controller-1 at .11, ... (as in KTHW)
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
 
@@ -29,12 +27,6 @@ def official_release_source(config: StackConfig) -> ReleaseSource:
     """
     return ReleaseSource(kubernetes_base=releases.KUBERNETES_BASE, etcd_base=releases.ETCD_BASE,
                          pinned=releases.official_sha256(config.kubernetes_version, config.etcd_version))
-
-
-def controller_ips(node_cidr: str, count: int) -> list[str]:
-    """The controllers' static private IPs in the node subnet: .10, .11, ... one per controller."""
-    base = ipaddress.ip_network(node_cidr).network_address
-    return [str(base + FIRST_CONTROLLER_HOST + i) for i in range(count)]
 
 
 # ---- the bootstrap's SSH key ----------------------------------------------------------------------------

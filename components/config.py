@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import pulumi
 
-from components import releases
+from components import addressing, releases
 
 CLOUDS = ("azure", "gcp", "local")
 ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc")
@@ -177,8 +177,9 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
             r.fail(a, f"{nets[a]} must not overlap {b} {nets[b]}")
     if nets["serviceCidr"] and nets["serviceCidr"].num_addresses < 4:
         r.fail("serviceCidr", "must hold at least 4 addresses")
-    if nets["nodeCidr"] and nets["nodeCidr"].num_addresses < 16 + count:
-        r.fail("nodeCidr", f"is too small for {count} controllers at .10 and up")
+    node_problem = nets["nodeCidr"] and addressing.subnet_problem(node, count)
+    if node_problem:
+        r.fail("nodeCidr", node_problem)
 
     domain = r.str("clusterDomain", "cluster.local")
     if not _is_dns_name(domain):

@@ -15,7 +15,8 @@ from components.azure.loadbalancer import LoadBalancer
 from components.azure.publicip import static_public_ip
 from components.azure.site import Site
 from components.boot import user_data
-from components.cloud_common import SshKey, controller_ips
+from components.addressing import controller_ips
+from components.cloud_common import SshKey
 from components.cloud_common import ssh_key as shared_ssh_key
 from components.config import StackConfig
 

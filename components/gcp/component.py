@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components.boot import wait_for_boot
-from components.cloud_common import controller_ips, official_release_source
+from components.addressing import controller_ips
+from components.cloud_common import official_release_source
 from components.config import StackConfig
 from components.gcp import instances as vms
 from components.gcp.config import GcpConfig

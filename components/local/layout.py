@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-FIRST_HOST_OFFSET = 10  # controller i gets <network> + 10 + i; the bridge (gateway, LB) gets the first address
+from components.addressing import controller_ips, subnet_problem
+
 FILE_SERVER_PORT = 8443  # the release mirror (HTTPS)
 MAX_UNIX_SOCKET_PATH = 107
 
@@ -87,18 +88,18 @@ class LocalLayout:
         net = ipaddress.ip_network(node_cidr, strict=True)
         if not isinstance(net, ipaddress.IPv4Network):
             raise ValueError(f"node subnet {node_cidr} must be IPv4")
-        if net.num_addresses < FIRST_HOST_OFFSET + len(host_names) + 2:
-            raise ValueError(f"node subnet {node_cidr} is too small for {len(host_names)} hosts at .{FIRST_HOST_OFFSET} and up")
+        problem = subnet_problem(node_cidr, len(host_names))
+        if problem:
+            raise ValueError(f"node subnet {node_cidr} {problem}")
         if len(host_names) > 10:
             raise ValueError("at most 10 local hosts")
         # Under stacks/: the state root also holds scripts/pulumi's backend, home and passphrase.
         state_dir = Path(state_root or default_state_root()).absolute() / "stacks" / sid
         hosts = tuple(
-            HostLayout(index=i, name=name, ip=str(net[FIRST_HOST_OFFSET + i]),
-                       ip_cidr=f"{net[FIRST_HOST_OFFSET + i]}/{net.prefixlen}",
+            HostLayout(index=i, name=name, ip=ip, ip_cidr=f"{ip}/{net.prefixlen}",
                        netns=f"kthw-{sid}-{name}", machine=f"kthw-{sid}-{name}", veth=f"kt-{tag}-{i}",
                        dir=state_dir / "hosts" / name)
-            for i, name in enumerate(host_names))
+            for i, (name, ip) in enumerate(zip(host_names, controller_ips(node_cidr, len(host_names)))))
         layout = cls(stack=stack, id=sid, tag=tag, network=net, gateway=str(net[1]), bridge=f"kt-{tag}-br",
                      state_dir=state_dir, cache_root=Path(cache_root or default_cache_root()).absolute(),
                      hosts=hosts, file_server_port=file_server_port)
