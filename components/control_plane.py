@@ -52,9 +52,10 @@ class ControlPlane(pulumi.ComponentResource):
         controller-manager and scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a new key ->
         verify through the LB."""
         cfg, infra, hosts = args.config, args.infra, args.infra.hosts
-        child = pulumi.ResourceOptions(parent=self)
-        # A version change the skew policy refuses fails here, in the preview, before any host is touched.
-        gate = VersionGate(f"{name}-versions", cfg.kubernetes_version, cfg.etcd_version, opts=child)
+        # A version change the skew policy refuses fails here (in the preview, and at `up` from what the hosts
+        # run), before any host is touched.
+        gate = VersionGate(f"{name}-versions", cfg.kubernetes_version, cfg.etcd_version, hosts,
+                           opts=pulumi.ResourceOptions(parent=self, depends_on=list(infra.ready)))
         ready = [*infra.ready, gate]
         # Every artifact's sha256: pinned, or read once from the published checksum files into the state (after
         # `ready`: the local stack's mirror is up by then). The installs and the drift expectations use it.

@@ -83,7 +83,8 @@ def test_templates_spell_no_host_path():
     found = []
     for path in sorted((ROOT / "scripts").rglob("*")):
         rel = path.relative_to(ROOT / "scripts").as_posix()
-        if not path.is_file() or rel.startswith(("local/", "toolchain/")) or path.suffix in (".py", ".md"):
+        if not path.is_file() or rel.startswith(("local/", "toolchain/")) or path.suffix in (".py", ".md", ".pyc") \
+                or "__pycache__" in path.parts:
             continue
         for number, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
             for d in HOST_DIRS:
