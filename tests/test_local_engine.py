@@ -1,10 +1,12 @@
 """LocalInfra through the real Pulumi CLI (the toolchain's), alone: up from empty, a no-op second up and
-`preview --refresh --expect-no-changes`, the stack's processes killed then `up --refresh` rebuilding them,
-and `destroy` leaving nothing. A scratch project (symlinks to components/ and scripts/, a tiny __main__.py)
-on a file backend and its own KTHW_STATE, on a free /27 of 198.18.0.0/24. Prints timings."""
+`preview --refresh --expect-no-changes`, the stack's processes killed (unseen by a preview without refresh,
+named by the liveness resources with one) then `up --refresh` rebuilding them, and `destroy` leaving nothing.
+A scratch project (symlinks to components/ and scripts/, a tiny __main__.py, no `refresh: always`) on a file
+backend and its own KTHW_STATE, on a free /27 of 198.18.0.0/24. Prints timings."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.local import probe
+from components.local import liveness
 from components.local.infra import SSH_USER
 from components.local.layout import LocalLayout
 from test_local_hosts import TOOLS, free_cidr, leftovers
@@ -91,6 +93,10 @@ def timed(label: str, fn):
     return result
 
 
+def host_alive(layout: LocalLayout, host) -> bool:
+    return liveness.alive(liveness.host_checks(layout, host))
+
+
 def kill_stack_processes(layout: LocalLayout) -> None:
     victims = [(layout.lb_dir / "haproxy.pid").read_text().strip(),
                (layout.file_server_dir / "http.pid").read_text().strip()]
@@ -99,7 +105,7 @@ def kill_stack_processes(layout: LocalLayout) -> None:
         victims += subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
     subprocess.run(["kill", "-KILL", *victims], check=False)
     for _ in range(50):
-        if not any(probe.host_alive(layout, h) for h in layout.hosts) and not probe.lb_alive(layout):
+        if not any(host_alive(layout, h) for h in layout.hosts) and not liveness.alive(liveness.lb_checks(layout)):
             return
         time.sleep(0.1)
 
@@ -108,8 +114,8 @@ def test_pulumi_up_refresh_destroy(project):
     work, env, layout = project
     pulumi(env, "stack", "init", STACK)
     up = timed("pulumi up (from empty)", lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
-    assert all(probe.host_alive(layout, h) for h in layout.hosts), up.stdout[-3000:]
-    assert probe.lb_alive(layout) and probe.file_server_alive(layout)
+    assert all(host_alive(layout, h) for h in layout.hosts), up.stdout[-3000:]
+    assert liveness.alive(liveness.lb_checks(layout)) and liveness.alive(liveness.file_server_checks(layout))
     again = timed("pulumi up (no-op)", lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
     assert "unchanged" in again.stdout and "updated" not in again.stdout, again.stdout[-2000:]
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
@@ -124,11 +130,33 @@ def test_pulumi_up_refresh_destroy(project):
         assert out.stdout.strip() == host.name, out.stderr
 
     kill_stack_processes(layout)
+    # Evaluating the program reads nothing of this machine: without a refresh nothing is seen.
+    pulumi(env, "preview", "--stack", STACK, "--expect-no-changes")
+    seen = pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes", "--diff", check=False)
+    assert seen.returncode != 0, seen.stdout[-3000:]
+    for part in ("controller-0", "controller-1", "controller-2", "lb", "file-server"):
+        assert f"local-{part}-liveness" in seen.stdout, seen.stdout[-3000:]
+    assert "local-network-liveness" not in seen.stdout  # the bridge lives on
+    assert re.search(r"alive +: true => false", seen.stdout), seen.stdout[-3000:]  # on refresh, and why:
+    assert f"no live process from {layout.hosts[0].pidfile}" in seen.stdout, seen.stdout[-3000:]
     repair = timed("pulumi up --refresh (after the stack's processes were killed)",
                    lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview", "--refresh"))
-    # The 3 hosts, the LB and the file server are rebuilt, and each host's first-boot wait runs again.
-    assert "8 updated" in repair.stdout, repair.stdout[-3000:]
-    assert all(probe.host_alive(layout, h) for h in layout.hosts) and probe.lb_alive(layout)
+    # 5 liveness records go to the next generation, so the 3 hosts, the LB and the file server are rebuilt,
+    # and each host's first-boot wait runs again.
+    assert "13 updated" in repair.stdout, repair.stdout[-3000:]
+    assert all(host_alive(layout, h) for h in layout.hosts) and liveness.alive(liveness.lb_checks(layout))
+    assert all(liveness.read_generation(h.generation_file) == 2 for h in layout.hosts)
+    pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
+
+    # The same in two steps: `refresh` records the dead parts, a plain `up` then rebuilds them.
+    kill_stack_processes(layout)
+    timed("pulumi refresh (after the stack's processes were killed)",
+          lambda: pulumi(env, "refresh", "--stack", STACK, "--yes", "--skip-preview"))
+    repair = timed("pulumi up (after that refresh)",
+                   lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
+    assert "13 updated" in repair.stdout, repair.stdout[-3000:]
+    assert all(host_alive(layout, h) for h in layout.hosts) and liveness.alive(liveness.lb_checks(layout))
+    assert all(liveness.read_generation(h.generation_file) == 3 for h in layout.hosts)
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
 
     kill_stack_processes(layout)  # destroy must also cope with dead parts

@@ -24,7 +24,7 @@ import pytest
 
 from components.boot import WAIT_FOR_BOOT, user_data
 from components.infra import HealthCheckStyle
-from components.local import probe
+from components.local import liveness
 from components.local.infra import SSH_USER, render_haproxy
 from components.local.layout import LocalLayout, default_cache_root
 from components.local.releases import release_source
@@ -249,14 +249,14 @@ def test_local_hosts_up_and_down(stack):
         with ThreadPoolExecutor(len(layout.hosts)) as pool:
             list(pool.map(lambda h: sh("host.sh", "up", env=host_env(h), timeout=300), layout.hosts))
     for host in layout.hosts:
-        assert probe.host_alive(layout, host), host
-        assert probe.read_generation(host.generation_file) == 1
+        assert liveness.failures(liveness.host_checks(layout, host)) == [], host
+        assert liveness.read_generation(host.generation_file) == 1
     with ThreadPoolExecutor(len(layout.hosts)) as pool:
         boots = dict(zip(HOSTS, pool.map(lambda h: first_boot(layout, key, h.ip), layout.hosts)))
     TIMINGS[f"{len(HOSTS)} hosts first boot (to cloud-init done)"] = time.monotonic() - booted_at
     print(f"[timing] {len(HOSTS)} hosts first boot (to cloud-init done): {time.monotonic() - booted_at:.1f} s")
     sh("fileserver.sh", "up", env={**layout.file_server_env(mirror), "KTHW_GENERATION": "1"}, stdin=server_pem)
-    assert probe.file_server_alive(layout, mirror)
+    assert liveness.alive(liveness.file_server_checks(layout, mirror))
     assert oct((layout.file_server_dir / "tls.pem").stat().st_mode & 0o777) == "0o600"
 
     # Another stack on the same addresses is refused, not silently doubled.
@@ -335,7 +335,7 @@ def test_local_hosts_up_and_down(stack):
     c0, c1 = layout.hosts
     with timed("lb start"):
         sh("lb.sh", "up", env=lb_env, stdin=render_haproxy(layout, HealthCheckStyle.HTTPS_READYZ))
-    assert probe.lb_alive(layout)
+    assert liveness.alive(liveness.lb_checks(layout))
     assert {"controller-0", "controller-1"} <= set(backends(layout)), backends(layout)
     master = (layout.lb_dir / "haproxy.pid").read_text().strip()
 
@@ -370,22 +370,32 @@ def test_local_hosts_up_and_down(stack):
                "openssl s_server -quiet -accept 6443 -www -cert /run/fake.crt -key /run/fake.key", root=True).returncode == 0
     assert wait_status(layout, {"controller-0": "UP", "controller-1": "DOWN"})
 
-    # A host whose processes die (as when the machine's processes are killed) is rebuilt by `up`, with its
-    # disk (the overlay's upper dir) kept: what the bootstrap installed survives, like a VM reboot.
+    # A host whose processes die (as when the machine's processes are killed) is rebuilt by `up --refresh`, with
+    # its disk (the overlay's upper dir) kept: what the bootstrap installed survives, like a VM reboot. Its
+    # liveness record (as the engine keeps it) sees it die on refresh, and its update asks for generation 2.
     victim = layout.hosts[0]
+    provider = liveness.LivenessProvider()
+    record = provider.create({"part": f"host {victim.machine}", "checks": liveness.host_checks(layout, victim),
+                              "generation_file": str(victim.generation_file), "alive": True, "failures": []})
+    assert record.outs["generation"] == 1  # alive, recorded 1: a stack made before the resource keeps it
     assert ssh(layout, key, victim.ip, "echo kept > /root/marker", root=True).returncode == 0
     pids = subprocess.run(["ip", "netns", "pids", victim.netns], capture_output=True, text=True).stdout.split()
     nspawn_pid = victim.pidfile.read_text().strip()
     subprocess.run(["kill", "-KILL", nspawn_pid, *pids], check=False)
     for _ in range(50):
-        if not probe.host_alive(layout, victim):
+        if not liveness.alive(liveness.host_checks(layout, victim)):
             break
         time.sleep(0.1)
-    assert not probe.host_alive(layout, victim)
-    assert probe.generation(victim.generation_file, probe.host_alive(layout, victim)) == "2"
+    dead = provider.read(record.id, record.outs).outs
+    assert dead["alive"] is False and any("nspawn.pid" in f for f in dead["failures"]), dead["failures"]
+    assert provider.diff(record.id, dead, record.outs).changes
+    repair = provider.update(record.id, dead, record.outs).outs
+    assert repair["generation"] == 2
     with timed("dead host rebuilt"):
-        sh("host.sh", "up", env=host_env(victim, "2"), timeout=300)
-    assert probe.host_alive(layout, victim) and probe.read_generation(victim.generation_file) == 2
+        sh("host.sh", "up", env=host_env(victim, str(repair["generation"])), timeout=300)
+    assert liveness.failures(liveness.host_checks(layout, victim)) == []
+    assert liveness.read_generation(victim.generation_file) == 2
+    assert provider.read(record.id, repair).outs["alive"] is True
     assert ssh(layout, key, victim.ip, "cat /root/marker", root=True).stdout.strip() == "kept"
     # A reboot of the same instance: cloud-init is done again without making it anew (same host keys).
     rebooted = first_boot(layout, key, victim.ip)
@@ -424,17 +434,20 @@ def test_local_hosts_up_and_down(stack):
 
 def test_component_commands_converge(tmp_path):
     """LocalInfra's own commands, run as the engine would run them: create, a second evaluation asks for no
-    change, killed processes ask for an update that brings them back, then delete leaves nothing.
+    change, killed processes are not noticed without a refresh and, with one, ask for an update that brings
+    them back, then delete leaves nothing.
 
     The program is evaluated under mocks (tests/harness.py) whose keys and certificates are real
-    (tests/tls_mocks.py); each registered `command:local:Command` is run with its recorded
-    `create`/`update`/`delete`, `dir`, `environment` and `stdin` through /bin/sh, and each host's first-boot
-    wait (`command:remote:Command`) over SSH with its recorded connection, in the graph's dependency order.
+    (tests/tls_mocks.py) and whose liveness resources run the real provider as the engine would, refresh
+    included (tests/test_local_liveness.py's RefreshingMocks); each registered `command:local:Command` is run
+    with its recorded `create`/`update`/`delete`, `dir`, `environment` and `stdin` through /bin/sh, and each
+    host's first-boot wait (`command:remote:Command`) over SSH with its recorded connection, in the graph's
+    dependency order.
     (The Pulumi CLI itself is exercised by the stack's own e2e test.)
     """
     from harness import evaluate
     from test_local_infra import cfg, make_toolchain
-    from tls_mocks import RealTls
+    from test_local_liveness import RefreshingMocks
 
     from components.local import LocalInfra, LocalInfraArgs
     from system_tools import require
@@ -445,7 +458,7 @@ def test_component_commands_converge(tmp_path):
     state_root = Path(f"/tmp/kthw-w-{os.getpid()}")
     stack_name = "ktwire"
     cidr = free_cidr()
-    mocks = RealTls()  # one "state": every evaluation gets the same keys and certificates
+    mocks = RefreshingMocks()  # one "state": the same keys and certificates, liveness records that persist
 
     def evaluate_once():
         holder = {}
@@ -526,10 +539,17 @@ def test_component_commands_converge(tmp_path):
                     (layout.file_server_dir / "http.pid").read_text().strip()]
         subprocess.run(["kill", "-KILL", *victims], check=False)
         for _ in range(50):
-            if not any(probe.host_alive(layout, h) for h in layout.hosts) and not probe.lb_alive(layout):
+            if not any(liveness.alive(liveness.host_checks(layout, h)) for h in layout.hosts) and not liveness.alive(
+                    liveness.lb_checks(layout)):
                 break
             time.sleep(0.1)
+        mocks.refresh = False  # a plain `up`: the program reads nothing of the machine, so nothing changes
+        _, _, unrefreshed = evaluate_once()
+        assert inputs(unrefreshed) == inputs(commands)
+        mocks.refresh = True  # `up --refresh`: the liveness resources look, the dead parts' generations go up
         _, _, after_kill = evaluate_once()
+        assert {name: outs["generation"] for name, (_, outs) in mocks.state.items()} == {
+            f"{n}-liveness": 1 if n == "w-network" else 2 for n in order}
         changed = sorted(n for n in order if inputs(after_kill)[n] != inputs(commands)[n])
         assert changed == sorted(order[1:]), changed  # every host, the LB and the file server; not the bridge
         assert all(after_kill[n].input("environment")["KTHW_GENERATION"] == "2" for n in changed)
@@ -541,8 +561,9 @@ def test_component_commands_converge(tmp_path):
             run(after_kill["w-lb"], "update")
             run(after_kill["w-file-server"], "update")
             boot_waits(after_kill)
-        assert all(probe.host_alive(layout, h) for h in layout.hosts)
-        assert probe.lb_alive(layout) and probe.file_server_alive(layout, toolchain / "mirror")
+        assert all(liveness.failures(liveness.host_checks(layout, h)) == [] for h in layout.hosts)
+        assert liveness.alive(liveness.lb_checks(layout))
+        assert liveness.alive(liveness.file_server_checks(layout, toolchain / "mirror"))
         _, _, settled = evaluate_once()
         assert inputs(settled) == inputs(after_kill)  # the next `up` makes no change
     finally:

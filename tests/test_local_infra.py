@@ -14,7 +14,7 @@ from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.local import LocalInfra, LocalInfraArgs, LocalLayout, ManifestError, release_source
 from components.local.infra import render_haproxy
 from components.local.layout import iface_tag
-from harness import evaluate
+from harness import FakeCloud, evaluate
 
 K8S = stack_config.releases.DEFAULT_KUBERNETES
 ETCD = stack_config.releases.DEFAULT_ETCD
@@ -88,7 +88,8 @@ def test_registers_the_expected_resources(tmp_path):
         "local-ssh-key", "local-base-root", "local-network", "local-controller-0", "local-controller-1",
         "local-controller-2", "local-lb", "local-file-server",
         *(f"local-controller-{i}-booted" for i in range(3)),
-        "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror"])
+        "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror",
+        *(f"local-{part}-liveness" for part in PARTS)])
     assert graph.named("local-ssh-key").type == "tls:index/privateKey:PrivateKey"
     assert graph.named("local-ssh-key").input("algorithm") == "ED25519"
     assert graph.named("local-base-root").input("environment")["KTHW_LOGIN_USER"] == "kthw"
@@ -144,17 +145,89 @@ def test_host_environment_and_triggers(tmp_path):
         assert name in env  # in place (update), not in triggers (replace)
 
 
-def test_generation_follows_the_recorded_one_when_alive(tmp_path, monkeypatch):
-    from components.local import probe
+PARTS = ("network", "controller-0", "controller-1", "controller-2", "lb", "file-server")
 
-    state = tmp_path / "state" / "stacks" / "local" / "hosts" / "controller-0"
-    state.mkdir(parents=True)
-    (state / "generation").write_text("4\n")
-    graph, _ = run(tmp_path)
-    assert graph.named("local-controller-0").input("environment")["KTHW_GENERATION"] == "5"  # dead: repair
-    monkeypatch.setattr(probe, "host_alive", lambda layout, host: True)
-    graph, _ = run(tmp_path)
-    assert graph.named("local-controller-0").input("environment")["KTHW_GENERATION"] == "4"  # alive: no diff
+
+def test_each_part_gets_its_generation_from_its_liveness_resource(tmp_path):
+    """KTHW_GENERATION is an output of the part's own liveness resource (so the part depends on it); the
+    liveness resource depends on nothing (not on its part); it is a child of the component."""
+    graph, infra = run(tmp_path)
+    layout = infra.layout
+    component = graph.named("local")
+    files = {"network": layout.network_generation_file, "lb": layout.lb_dir / "generation",
+             "file-server": layout.file_server_dir / "generation",
+             **{h.name: h.generation_file for h in layout.hosts}}
+    for part in PARTS:
+        watched, watcher = graph.named(f"local-{part}"), graph.named(f"local-{part}-liveness")
+        assert watcher.type == "pulumi-python:dynamic:Resource" and watcher.parent == component.urn
+        assert watcher.depends_on() == set(), f"{watcher.name} must not wait for anything, its part least of all"
+        assert watcher.urn in watched.property_dependencies["environment"], f"{part} does not follow its liveness"
+        assert (watcher.input("alive"), watcher.input("failures")) == (True, [])  # expected: alive
+        assert watcher.input("generation_file") == str(files[part])
+        assert watcher.input("generation") is None  # an output only
+        assert not any(watcher.is_secret(k) for k in watcher.inputs if k != "__provider")  # nothing secret to see
+    assert graph.named("local-network-liveness").input("checks") == [
+        {"kind": "exists", "path": "/sys/class/net/kt-local-br"}]
+    host = graph.named("local-controller-1-liveness")
+    assert host.input("part") == "host kthw-local-controller-1"
+    assert [c["kind"] for c in host.input("checks")] == ["process", "exists", "master", "directory"]
+    assert host.input("checks")[0]["marker"] == "kthw-local-controller-1"
+    server = graph.named("local-file-server-liveness").input("checks")
+    assert {"kind": "contains", "path": str(layout.file_server_dir / "nginx.conf"),
+            "text": f"root {tmp_path / 'toolchain' / 'mirror'};"} in server
+    # The host's first-boot wait names the generation too (a rebuilt host is waited for again).
+    assert graph.reaches(graph.named("local-controller-1-booted"), host)
+
+
+class Generations(FakeCloud):
+    """FakeCloud whose liveness resources answer with given generations (as the engine's state would)."""
+
+    def __init__(self, generations: dict[str, int]):
+        super().__init__()
+        self.generations = generations
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        if args.name in self.generations:
+            outputs["generation"] = self.generations[args.name]
+        return resource_id, outputs
+
+
+def test_the_generation_comes_from_the_state_and_nothing_is_read_from_this_machine(tmp_path):
+    """Evaluating the program opens nothing under /proc, /sys, /run/netns or the stack's state dir: a recorded
+    generation file and a live-looking state change nothing; the liveness resources' outputs decide."""
+    import sys
+
+    state = tmp_path / "state" / "stacks" / "local"
+    (state / "hosts" / "controller-0").mkdir(parents=True)
+    (state / "hosts" / "controller-0" / "generation").write_text("4\n")
+    (state / "network.generation").write_text("4\n")
+    opened: list[str] = []
+    watching = {"on": True}
+
+    def audit(event, args):
+        if watching["on"] and event in ("open", "os.listdir", "os.scandir") and args and args[0] is not None:
+            path = str(args[0])
+            if path.startswith(("/proc/", "/sys/", "/run/netns", str(state))):
+                opened.append(path)
+
+    sys.addaudithook(audit)  # cannot be removed: switched off below
+    try:
+        graph, _ = run(tmp_path)
+        mocks = Generations({"local-controller-0-liveness": 7, "local-lb-liveness": 3})
+        holder = {}
+        toolchain = tmp_path / "toolchain"
+        other = evaluate(lambda: holder.setdefault("infra", LocalInfra("local", LocalInfraArgs(
+            config=cfg(), stack="local", state_root=str(tmp_path / "state"), cache_root=str(tmp_path / "cache"),
+            toolchain_dir=str(toolchain)))), {"cloud": "local"}, mocks=mocks)
+    finally:
+        watching["on"] = False
+    assert not opened, f"the program read this machine's state while evaluated: {opened}"
+    env = {part: graph.named(f"local-{part}").input("environment")["KTHW_GENERATION"] for part in PARTS}
+    assert env == {part: "1" for part in PARTS}  # no generation in the state yet: the first
+    env = {part: other.named(f"local-{part}").input("environment")["KTHW_GENERATION"] for part in PARTS}
+    assert env == {**{part: "1" for part in PARTS}, "controller-0": "7", "lb": "3"}
+    assert "generation 7" in other.named("local-controller-0-booted").input("create")
 
 
 @pytest.mark.parametrize("health", ["https-readyz", "http-healthz-proxy", "tcp"])

@@ -17,8 +17,11 @@ running a script under scripts/local/ from the project directory:
 Change handling: a change of a part's identity (names, addresses, dirs) is in `triggers` and replaces it,
 delete first (`delete_before_replace`, so the old `delete` never undoes the new `create`); every other
 change (scripts, base root, authorized key, LB config, generation) is in `environment`/`stdin` and runs
-the `update` command, which is the same idempotent `up` script: it converges in place. A dead part (see
-components/local/probe.py) asks for a new generation, which runs that update and rebuilds it.
+the `update` command, which is the same idempotent `up` script: it converges in place. Each long-lived part
+(network, hosts, LB, file server) gets its KTHW_GENERATION from its own `<name>-<part>-liveness` resource
+(components/local/liveness.py), which looks at the part on refresh: a part found dead there gets the next
+generation at the following `up` (`up --refresh`, or this project's `up`, which always refreshes), which runs
+that update and rebuilds it. Evaluating the program reads nothing of this machine.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import pulumi_tls as tls
 from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
 from components.config import StackConfig
 from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
-from components.local import probe
+from components.local import liveness
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
 from components.pki.component import self_signed_ca, signed_cert
@@ -122,7 +125,9 @@ class LocalInfra(pulumi.ComponentResource):
         network = cmd(
             "network", "network.sh",
             environment={**layout.network_env(), "KTHW_SCRIPTS": scripts_hash,
-                         "KTHW_GENERATION": probe.generation(layout.network_generation_file, probe.bridge_up(layout))},
+                         "KTHW_GENERATION": liveness.watch(f"{name}-network", f"bridge {layout.bridge}",
+                                                           liveness.network_checks(layout),
+                                                           layout.network_generation_file, self)},
             triggers=[layout.bridge, layout.gateway_cidr, str(layout.state_dir)])
 
         host_cmds: list[command.local.Command] = []
@@ -131,7 +136,8 @@ class LocalInfra(pulumi.ComponentResource):
         private_key = pulumi.Output.secret(key.private_key_openssh)
         first_boot = user_data()
         for host in layout.hosts:
-            generation = probe.generation(host.generation_file, probe.host_alive(layout, host))
+            generation = liveness.watch(f"{name}-{host.name}", f"host {host.machine}",
+                                        liveness.host_checks(layout, host), host.generation_file, self)
             host_cmd = cmd(
                 host.name, "host.sh",
                 environment={**layout.host_env(host), "KTHW_BASE_ROOT": base_root_path,
@@ -159,7 +165,9 @@ class LocalInfra(pulumi.ComponentResource):
         lb = cmd(
             "lb", "lb.sh",
             environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash,
-                         "KTHW_GENERATION": probe.generation(layout.lb_dir / "generation", probe.lb_alive(layout))},
+                         "KTHW_GENERATION": liveness.watch(f"{name}-lb", f"lb {layout.lb_dir}",
+                                                           liveness.lb_checks(layout), layout.lb_dir / "generation",
+                                                           self)},
             stdin=haproxy_cfg,
             triggers=[layout.gateway, API_PORT, str(layout.lb_dir)],
             depends_on=[network])
@@ -168,8 +176,10 @@ class LocalInfra(pulumi.ComponentResource):
         file_server = cmd(
             "file-server", "fileserver.sh",
             environment={**layout.file_server_env(mirror_dir), "KTHW_SCRIPTS": scripts_hash,
-                         "KTHW_GENERATION": probe.generation(layout.file_server_dir / "generation",
-                                                             probe.file_server_alive(layout, mirror_dir))},
+                         "KTHW_GENERATION": liveness.watch(f"{name}-file-server",
+                                                           f"file server {layout.file_server_dir}",
+                                                           liveness.file_server_checks(layout, mirror_dir),
+                                                           layout.file_server_dir / "generation", self)},
             # The server's key and cert: a secret, on stdin only (never a command line or a log; fileserver.sh
             # keeps them for nginx in its state dir, mode 0600).
             stdin=pulumi.Output.secret(pulumi.Output.all(mirror_cert.key_pem, mirror_cert.cert_pem).apply(
