@@ -15,6 +15,8 @@ rotate-encryption-key:  three `pulumi up`s, each a rolling restart of the apiser
                    as secrets (kthw:encryptionKey, kthw:encryptionKeyNext, kthw:encryptionKeyPrevious).
 
 SSH goes to each controller's sshHost/sshPort/sshUser with its key from the stack's outputs (paramiko).
+Pulumi is driven through the Automation API on scripts/pulumi's defaults (scripts/stacks.py): outputs with
+`stack.outputs()`, config with `set_config`/`remove_config`, `up` with its output streamed to stderr.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ import argparse
 import base64
 import hashlib
 import io
-import json
 import os
 import shlex
 import shutil
@@ -33,19 +34,27 @@ from pathlib import Path
 
 import paramiko
 import yaml
+from pulumi import automation as auto
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+import stacks  # noqa: E402
+
 # Commands run as root whether the login user is root or, as on every infra, the image's sudo user.
 AS_ROOT = 'S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"; $S sh -c '
 ENCRYPTION_CONFIG = "/var/lib/kubernetes/encryption-config.yaml"
 
 
-def pulumi(stack: str, *args: str, stdin: str | None = None, timeout: float = 1800) -> str:
-    result = subprocess.run([str(REPO / "scripts/pulumi"), *args, "--stack", stack, "--non-interactive"],
-                            input=stdin, text=True, capture_output=True, timeout=timeout)
-    if result.returncode != 0:
-        sys.exit(f"pulumi {' '.join(args[:2])} failed ({result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
-    return result.stdout
+def outputs(stack: auto.Stack) -> dict:
+    """The stack's outputs, secrets in plaintext (kept in memory, never printed)."""
+    return {key: output.value for key, output in stack.outputs().items()}
+
+
+def up(stack: auto.Stack) -> None:
+    """`pulumi up`, its progress streamed to stderr (the CLI's display masks secrets)."""
+    def show(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+    stack.up(on_output=show, on_error=show, color="never", show_secrets=False)
 
 
 def _key(pem: str) -> paramiko.PKey:
@@ -65,12 +74,12 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 180) -> byte
     return data
 
 
-def on_a_controller(stack: str, work):
+def on_a_controller(stack: auto.Stack, work):
     """(name, work(client)) on the first controller that answers over SSH and does the work."""
-    outputs = json.loads(pulumi(stack, "stack", "output", "--json", "--show-secrets", timeout=300))
-    controllers, keys = outputs.get("controllers") or [], outputs.get("sshPrivateKeys") or {}
+    found = outputs(stack)
+    controllers, keys = found.get("controllers") or [], found.get("sshPrivateKeys") or {}
     if not controllers:
-        sys.exit(f"stack {stack} has no controllers (is it up?)")
+        sys.exit(f"stack {stack.name} has no controllers (is it up?)")
     errors = []
     for c in controllers:
         client = paramiko.SSHClient()
@@ -94,7 +103,7 @@ def _encrypting_key(encryption_config: bytes) -> tuple[str, str]:
     return provider, spec["keys"][0]["secret"]
 
 
-def backup(stack: str, out_dir: Path) -> Path:
+def backup(stack: auto.Stack, out_dir: Path) -> Path:
     def snapshot(client: paramiko.SSHClient) -> tuple[bytes, str, bytes]:
         remote = _run(client, "/usr/local/sbin/kthw-etcd-backup").decode().strip().splitlines()[-1]
         data = _run(client, f"cat {remote}", timeout=600)
@@ -105,12 +114,12 @@ def backup(stack: str, out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     name, (data, remote_digest, encryption) = on_a_controller(stack, snapshot)
-    target = out_dir / f"etcd-{stack}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.db"
+    target = out_dir / f"etcd-{stack.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.db"
     target.write_bytes(data)
     key_file = Path(f"{target}.encryption-config.yaml")
     key_file.touch(mode=0o600)
     key_file.write_bytes(encryption)
-    etcdutl = shutil.which("etcdutl")
+    etcdutl = shutil.which("etcdutl", path=stack.workspace.env_vars.get("PATH"))  # the toolchain's
     if etcdutl:
         subprocess.run([etcdutl, "snapshot", "status", str(target), "-w", "table"], check=True, timeout=120)
     print(f"snapshot of {name}: {target} ({len(data)} bytes, sha256 {remote_digest[:12]}); "
@@ -118,28 +127,27 @@ def backup(stack: str, out_dir: Path) -> Path:
     return target
 
 
-def restore(stack: str, snapshot: Path) -> None:
+def restore(stack: auto.Stack, snapshot: Path) -> None:
     snapshot = snapshot.resolve()
     key_file = Path(f"{snapshot}.encryption-config.yaml")
     if not snapshot.is_file() or not key_file.is_file():
         sys.exit(f"need {snapshot} and {key_file} (scripts/etcd-backup writes both)")
-    outputs = json.loads(pulumi(stack, "stack", "output", "--json", timeout=300) or "{}")
-    if outputs.get("controllers"):
-        sys.exit(f"stack {stack} is up: a restore starts a new cluster from the snapshot; "
-                 f"`scripts/pulumi destroy --stack {stack}` first (the snapshot and its key stay where they are)")
+    if outputs(stack).get("controllers"):
+        sys.exit(f"stack {stack.name} is up: a restore starts a new cluster from the snapshot; "
+                 f"`scripts/pulumi destroy --stack {stack.name}` first (the snapshot and its key stay where they are)")
     provider, secret = _encrypting_key(key_file.read_bytes())
-    pulumi(stack, "config", "set", "--secret", "kthw:encryptionKey", stdin=secret, timeout=120)
-    pulumi(stack, "config", "set", "kthw:encryptionProvider", provider, timeout=120)
-    pulumi(stack, "config", "set", "kthw:etcdRestoreFrom", str(snapshot), timeout=120)
+    stacks.set_secret_config(stack, "kthw:encryptionKey", secret)
+    stack.set_config("kthw:encryptionProvider", auto.ConfigValue(provider))
+    stack.set_config("kthw:etcdRestoreFrom", auto.ConfigValue(str(snapshot)))
     try:
-        print(pulumi(stack, "up", "--yes", "--skip-preview"), file=sys.stderr)
+        up(stack)
     finally:
-        pulumi(stack, "config", "rm", "kthw:etcdRestoreFrom", timeout=120)
-    print(pulumi(stack, "up", "--yes", "--skip-preview"), file=sys.stderr)
-    print(f"stack {stack} restored from {snapshot}", file=sys.stderr)
+        stack.remove_config("kthw:etcdRestoreFrom")
+    up(stack)
+    print(f"stack {stack.name} restored from {snapshot}", file=sys.stderr)
 
 
-def rotate_encryption_key(stack: str) -> None:
+def rotate_encryption_key(stack: auto.Stack) -> None:
     _, encryption = on_a_controller(stack, lambda client: _run(client, f"cat {ENCRYPTION_CONFIG}"))
     _, current = _encrypting_key(encryption)
     upcoming = base64.b64encode(os.urandom(32)).decode()
@@ -152,13 +160,13 @@ def rotate_encryption_key(stack: str) -> None:
     ]
     for label, secrets, removed in stages:
         for key, value in secrets.items():
-            pulumi(stack, "config", "set", "--secret", f"kthw:{key}", stdin=value, timeout=120)
+            stacks.set_secret_config(stack, f"kthw:{key}", value)
         for key in removed:
-            pulumi(stack, "config", "rm", f"kthw:{key}", timeout=120)
+            stack.remove_config(f"kthw:{key}")
         start = time.monotonic()
-        pulumi(stack, "up", "--yes", "--skip-preview")
+        up(stack)
         print(f"rotation {label}: {time.monotonic() - start:.1f} s", file=sys.stderr)
-    print(f"stack {stack}: Secrets are encrypted with the new key; the old one is gone", file=sys.stderr)
+    print(f"stack {stack.name}: Secrets are encrypted with the new key; the old one is gone", file=sys.stderr)
 
 
 def main() -> None:
@@ -168,14 +176,18 @@ def main() -> None:
                         help="backup: the directory to write to; restore: the snapshot file")
     parser.add_argument("--stack", default=os.environ.get("PULUMI_STACK", "local"))
     args = parser.parse_args()
-    if args.action == "rotate-encryption-key":
-        rotate_encryption_key(args.stack)
-    elif args.path is None:
+    if args.action != "rotate-encryption-key" and args.path is None:
         parser.error(f"{args.action} needs a path")
-    elif args.action == "backup":
-        print(backup(args.stack, args.path))
-    else:
-        restore(args.stack, args.path)
+    try:
+        stack = stacks.select(args.stack)
+        if args.action == "rotate-encryption-key":
+            rotate_encryption_key(stack)
+        elif args.action == "backup":
+            print(backup(stack, args.path))
+        else:
+            restore(stack, args.path)
+    except auto.CommandError as error:  # the CLI's own words (its display masks secrets)
+        sys.exit(f"{args.action}: pulumi failed:{str(error)[-3000:]}")
 
 
 if __name__ == "__main__":
