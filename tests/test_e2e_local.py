@@ -141,10 +141,20 @@ def test_https_readyz_probe_follows_the_apiserver(stack):
 
 
 def test_preview_and_second_up_are_clean(stack):
-    preview = stack.pulumi("preview", "--refresh", "--expect-no-changes", "--diff", label="preview --refresh",
+    # --json: one document (steps with op, urn, diffReasons and masked states; diagnostics without debug events).
+    preview = stack.pulumi("preview", "--refresh", "--expect-no-changes", "--json", label="preview --refresh",
                            check=False)
-    drifted = [line for line in preview.stdout.splitlines() if "+ [" in line or "-drift" in line]
-    assert preview.returncode == 0, "\n".join(drifted) or preview.stdout[-4000:]
+    if preview.returncode != 0:
+        try:
+            digest = json.loads(preview.stdout)
+        except ValueError:
+            raise AssertionError(f"preview failed: {preview.stderr[-4000:]}") from None
+        changed = [f"{s['op']} {s['urn'].rsplit('::', 1)[-1]} {s.get('diffReasons') or ''} "
+                   f"{((s.get('oldState') or {}).get('outputs') or {}).get('drift') or ''}"
+                   for s in digest.get("steps") or [] if s["op"] not in ("same", "refresh")]
+        errors = [d["message"] for d in digest.get("diagnostics") or [] if d["severity"] == "error"]
+        raise AssertionError("the preview is not clean:\n" + "\n".join(changed + errors) + "\n"
+                             + preview.stderr[-2000:])
     stack.up(label="up (no-op)")
     summary = stack.changes()
     assert summary.get("same", 0) > 0 and not any(summary.get(k) for k in CHANGING), summary
