@@ -18,7 +18,8 @@ generation in the part's generation file. A plain `up` without a refresh changes
 
 `create` runs the checks once too, for a stack whose parts were made before these resources existed: a live
 part keeps the generation its generation file recorded (its command's environment stays as it was), a dead
-one gets the next (1 for a new part). A liveness resource depends on nothing, and its part depends on it
+one gets the next (1 for a new part); a preview of that first `up` shows those environments as unknown, the
+`up` changes only dead parts. A liveness resource depends on nothing, and its part depends on it
 (through KTHW_GENERATION): it is created before its part and deleted after it.
 
 The provider holds no state (it is pickled into the state by reference): every path comes in its inputs,
