@@ -1,15 +1,17 @@
-"""Pieces the real clouds (azure, gcp) share: the official release source and the bootstrap's SSH key pair
-(read and checked from config, or generated)."""
+"""Pieces the infra components share: the official release source (azure, gcp) and the bootstrap's SSH key
+pair (on the clouds read and checked from config, or generated; on local hosts generated)."""
 from __future__ import annotations
 
 import base64
-import binascii
-import struct
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import pulumi
 import pulumi_tls as tls
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, SSHPublicKeyTypes
 
 from components import releases
 from components.config import StackConfig, _Reader
@@ -36,7 +38,7 @@ def read_ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]],
     """`kthw:sshPublicKey` and `kthw:sshPrivateKey` (both or neither), each problem reported through `r`.
 
     The public key must be one OpenSSH line of `key_types` (RSA of at least 2048 bits); the private key an
-    unencrypted PEM/OpenSSH key, stored as a config secret when `is_secret` can tell.
+    unencrypted PEM/OpenSSH key, its other half, stored as a config secret when `is_secret` can tell.
     """
     public_key, private_key = r.str("sshPublicKey"), r.str("sshPrivateKey")
     if (public_key is None) != (private_key is None):
@@ -46,44 +48,55 @@ def read_ssh_key_pair(r: _Reader, is_secret: Optional[Callable[[str], bool]],
         return None, None
     if public_key is None or private_key is None:
         return None, None
-    problem = public_key_problem(public_key, key_types)
-    if problem:
-        r.fail("sshPublicKey", problem)
-    if "PRIVATE KEY-----" not in private_key:
+    private_key += "\n"  # the reader strips; a PEM block ends with a newline
+    public = private_half = None
+    try:
+        public = _load_public_key(public_key, key_types).public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    except ValueError as err:
+        r.fail("sshPublicKey", str(err))
+    try:
+        private_half = _public_half(private_key)
+    except ValueError:
         r.fail("sshPrivateKey", "must be an unencrypted private key in PEM or OpenSSH format "
                "(pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519)")
-    elif is_secret is not None and not is_secret("sshPrivateKey"):
+    if private_half is not None and is_secret is not None and not is_secret("sshPrivateKey"):
         r.fail("sshPrivateKey", "must be stored as a secret: "
                "pulumi config set --secret kthw:sshPrivateKey < ~/.ssh/id_ed25519")
-    return public_key, private_key + "\n"  # the reader strips; a PEM block ends with a newline
+    elif private_half is not None and public is not None and private_half != public:
+        r.fail("sshPrivateKey", "is not the private half of kthw:sshPublicKey")
+    return public_key, private_key
 
 
-def public_key_problem(key: str, key_types: Sequence[str] = SSH_KEY_TYPES) -> Optional[str]:
-    """Why this OpenSSH public key line is unusable, or None."""
-    fields = key.split()
+def _load_public_key(line: str, key_types: Sequence[str] = SSH_KEY_TYPES) -> SSHPublicKeyTypes:
+    """The key of one OpenSSH public key line; a ValueError says why it is unusable."""
+    fields = line.split()
     if len(fields) < 2 or fields[0] not in key_types:
-        return f"must be one OpenSSH public key line of type {', '.join(key_types)}, got {key[:40]!r}"
+        raise ValueError(f"must be one OpenSSH public key line of type {', '.join(key_types)}, got {line[:40]!r}")
     try:
-        parts = _ssh_fields(base64.b64decode(fields[1], validate=True))
-    except (ValueError, binascii.Error, struct.error):
-        return "holds a key whose base64 body does not decode"
-    if not parts or parts[0] != fields[0].encode():
-        return f"says {fields[0]} but its body is not a {fields[0]} key"
-    if fields[0] == "ssh-rsa" and (len(parts) < 3 or len(parts[2].lstrip(b"\0")) * 8 < 2048):
-        return "must be an RSA key of at least 2048 bits, or an ED25519 key"
-    return None
+        base64.b64decode(fields[1], validate=True)
+    except ValueError:
+        raise ValueError("holds a key whose base64 body does not decode") from None
+    try:  # the type inside the body must be the one the line names
+        key = serialization.load_ssh_public_key(line.encode())
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"says {fields[0]} but its body is not a {fields[0]} key") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+        raise ValueError("must be an RSA key of at least 2048 bits, or an ED25519 key")
+    return key
 
 
-def _ssh_fields(blob: bytes) -> list[bytes]:
-    """Split an SSH wire-format key blob into its length-prefixed fields."""
-    out, i = [], 0
-    while i < len(blob):
-        (n,) = struct.unpack(">I", blob[i:i + 4])
-        if i + 4 + n > len(blob):
-            raise ValueError("truncated")
-        out.append(blob[i + 4:i + 4 + n])
-        i += 4 + n
-    return out
+def _public_half(private_key: str) -> bytes:
+    """The OpenSSH public key of an unencrypted private key in OpenSSH or PEM (PKCS#8, PKCS#1, SEC1) format;
+    a ValueError for anything else (cryptography raises a TypeError for an encrypted key)."""
+    data = private_key.encode()
+    try:
+        if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
+            key = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+        return key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ValueError(str(err)) from None
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any, Optional
 import pulumi
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from components import config as stack_config
 from components import releases
@@ -29,16 +31,21 @@ NSG = "azure-native:network:NetworkSecurityGroup"
 NAT = "azure-native:network:NatGateway"
 SUBNET = "azure-native:network:Subnet"
 WHOLE_INTERNET = {"*", "0.0.0.0/0", "internet", "any", "::/0"}
-# A real-shaped ED25519 public key (type string + 32-byte key) and a matching-looking private key.
-USER_PUBLIC = "ssh-ed25519 " + base64.b64encode(
-    b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(range(32))).decode() + " me@laptop"
-USER_PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nUSERKEY\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
-def rsa_public_key(bits: int) -> str:
-    modulus = b"\0" + b"\xff" * (bits // 8)
-    blob = b"".join(len(p).to_bytes(4, "big") + p for p in (b"ssh-rsa", b"\x01\x00\x01", modulus))
-    return "ssh-rsa " + base64.b64encode(blob).decode()
+def key_pair(key: serialization.SSHPrivateKeyTypes,
+             private_format: serialization.PrivateFormat = serialization.PrivateFormat.OpenSSH,
+             password: bytes = b"") -> tuple[str, str]:
+    """A key's OpenSSH public key line and its private half in PEM (unencrypted unless a password is given)."""
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    return public.decode() + " me@laptop", key.private_bytes(serialization.Encoding.PEM, private_format,
+                                                             encryption).decode()
+
+
+USER_KEY = ed25519.Ed25519PrivateKey.generate()
+USER_PUBLIC, USER_PRIVATE = key_pair(USER_KEY)
+RSA_1024_PUBLIC, RSA_1024_PRIVATE = key_pair(rsa.generate_private_key(65537, 1024))
 
 
 class Built:
@@ -379,7 +386,7 @@ def test_children_are_parented_and_prefixed(default: Built) -> None:
     ({"sshPublicKey": USER_PUBLIC}, "sshPrivateKey"),
     ({"sshPrivateKey": USER_PRIVATE}, "sshPublicKey"),
     ({"sshPublicKey": "ecdsa-sha2-nistp256 AAAA", "sshPrivateKey": USER_PRIVATE}, "sshPublicKey"),
-    ({"sshPublicKey": rsa_public_key(1024), "sshPrivateKey": USER_PRIVATE}, "sshPublicKey"),
+    ({"sshPublicKey": RSA_1024_PUBLIC, "sshPrivateKey": RSA_1024_PRIVATE}, "sshPublicKey"),
     ({"sshPublicKey": USER_PUBLIC, "sshPrivateKey": "not a key"}, "sshPrivateKey"),
 ])
 def test_bad_config_is_refused_before_any_resource(extra: dict[str, str], key: str) -> None:
@@ -401,9 +408,28 @@ def test_every_bad_key_is_named_at_once() -> None:
     assert keys == {"kthw:location", "kthw:vmSize", "kthw:image"}
 
 
+@pytest.mark.parametrize("public_key, private_key, problem", [
+    ("ssh-ed25519 AAA!", USER_PRIVATE, "kthw:sshPublicKey holds a key whose base64 body does not decode"),
+    ("ssh-ed25519 " + RSA_1024_PUBLIC.split()[1], USER_PRIVATE,
+     "kthw:sshPublicKey says ssh-ed25519 but its body is not a ssh-ed25519 key"),
+    (RSA_1024_PUBLIC, RSA_1024_PRIVATE, "kthw:sshPublicKey must be an RSA key of at least 2048 bits"),
+    (USER_PUBLIC, key_pair(USER_KEY, password=b"passphrase")[1],
+     "kthw:sshPrivateKey must be an unencrypted private key in PEM or OpenSSH format"),
+    (USER_PUBLIC, key_pair(ed25519.Ed25519PrivateKey.generate())[1],
+     "kthw:sshPrivateKey is not the private half of kthw:sshPublicKey"),
+])
+def test_a_bad_key_pair_is_refused_saying_why(public_key: str, private_key: str, problem: str) -> None:
+    config = stack_config.parse({**BASE}.get, "azure")
+    with pytest.raises(ConfigError) as err:
+        load_azure_config({"sshPublicKey": public_key, "sshPrivateKey": private_key}.get, config)
+    assert [p for p in err.value.problems if p.startswith(problem)], err.value.problems
+
+
 def test_good_rsa_key_and_region_display_names_are_accepted() -> None:
     config = stack_config.parse({**BASE}.get, "azure")
-    get = {"sshPublicKey": rsa_public_key(2048), "sshPrivateKey": USER_PRIVATE, "location": "Japan East"}.get
+    # An RSA pair of 2048 bits, its private half in PKCS#8 PEM (not OpenSSH's own format).
+    public_key, private_key = key_pair(rsa.generate_private_key(65537, 2048), serialization.PrivateFormat.PKCS8)
+    get = {"sshPublicKey": public_key, "sshPrivateKey": private_key, "location": "Japan East"}.get
     azure = load_azure_config(get, config)
     assert azure.location == "japaneast" and azure.zones == ("1", "2", "3")
     assert "PRIVATE KEY" not in repr(azure)

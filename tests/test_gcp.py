@@ -6,7 +6,9 @@ from typing import Any
 
 import pulumi
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from harness import FakeCloud, Graph, evaluate, release_digests_feeding_installs, run_program
+from test_azure import USER_PRIVATE, USER_PUBLIC, key_pair
 
 from components import config as stack_config
 from components.config import ConfigError
@@ -176,11 +178,12 @@ def test_ssh_private_key_is_a_generated_ed25519_secret(default):
 
 
 def test_a_configured_key_pair_is_used_and_kept_secret():
-    graph, captured = run(sshPublicKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host",
-                          sshPrivateKey="-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
+    public_key, private_key = key_pair(ec.generate_private_key(ec.SECP256R1()))  # GCP takes ECDSA too
+    graph, captured = run(sshPublicKey=public_key, sshPrivateKey=private_key)
     assert graph.of_type("tls:index/privateKey:PrivateKey") == []
     assert captured["key_secret"] == [True, True, True]
-    assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == "kthw:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host kthw"
+    assert captured["keys"] == [private_key] * 3
+    assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == f"kthw:{public_key} kthw"
 
 
 def test_instances_boot_with_the_shared_user_data_and_the_bootstrap_waits_for_it(default):
@@ -335,8 +338,7 @@ def test_stack_file_holds_every_required_key():
 
 def test_a_plain_text_private_key_is_refused_when_secrecy_is_known():
     cfg = stack_config.parse({"cloud": "gcp", "adminCidrs": "203.0.113.7/32"}.get)
-    kthw = {"zones": "us-central1-a", "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA3vn/damYxA1myOy28wNwF9AfCNVJa2rOs1ptQlEKwe me@host",
-            "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"}
+    kthw = {"zones": "us-central1-a", "sshPublicKey": USER_PUBLIC, "sshPrivateKey": USER_PRIVATE}
     provider = {"project": "kthw-test-project", "region": "us-central1"}
     with pytest.raises(ConfigError) as caught:
         load_gcp_config(kthw.get, cfg, provider.get, is_secret=lambda key: False)

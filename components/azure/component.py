@@ -11,9 +11,9 @@ from components.azure.config import AzureConfig
 from components.azure.loadbalancer import create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
-from components.azure.vms import create_controllers, ssh_key
+from components.azure.vms import create_controllers
 from components.boot import wait_for_boot
-from components.cloud_common import official_release_source
+from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
 from components.infra import ControllerHost, InfraOutputs
 
@@ -40,7 +40,9 @@ class AzureInfra(pulumi.ComponentResource):
 
         net = create_network(site, config)
         lb = create_load_balancer(site, azure)
-        key = ssh_key(site, azure)
+        # RSA because every Azure cloud takes it (ED25519 is newer there); a user's ED25519 pair works through
+        # kthw:sshPublicKey / kthw:sshPrivateKey.
+        key = ssh_key(name, azure.ssh_public_key, azure.ssh_private_key, self, algorithm="RSA")
         controllers = create_controllers(site, config, azure, net.subnet.id, lb, key.public_key)
 
         hosts = [ControllerHost(name=c.name, private_ip=c.private_ip, ssh_host=c.public_ip.ip_address, ssh_port=22,

@@ -1,5 +1,5 @@
-"""The controllers: the SSH key; per controller a public IP for SSH, a NIC at a static private IP in the
-LB's backend pool, and an Ubuntu VM, spread over the zones."""
+"""The controllers: per controller a public IP for SSH, a NIC at a static private IP in the LB's backend pool,
+and an Ubuntu VM, spread over the zones."""
 from __future__ import annotations
 
 import base64
@@ -10,24 +10,13 @@ import pulumi
 import pulumi_azure_native.compute as compute
 import pulumi_azure_native.network as network
 
+from components.addressing import controller_ips
 from components.azure.config import AzureConfig
 from components.azure.loadbalancer import LoadBalancer
 from components.azure.publicip import static_public_ip
 from components.azure.site import Site
 from components.boot import user_data
-from components.addressing import controller_ips
-from components.cloud_common import SshKey
-from components.cloud_common import ssh_key as shared_ssh_key
 from components.config import StackConfig
-
-
-def ssh_key(site: Site, azure: AzureConfig) -> SshKey:
-    """The user's key pair if configured, else an RSA 4096 key from pulumi-tls.
-
-    RSA because every Azure cloud takes it (ED25519 is newer there); a user's ED25519 pair works through
-    kthw:sshPublicKey / kthw:sshPrivateKey.
-    """
-    return shared_ssh_key(site.prefix, azure.ssh_public_key, azure.ssh_private_key, site.parent, algorithm="RSA")
 
 
 @dataclass

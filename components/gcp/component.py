@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.boot import wait_for_boot
 from components.addressing import controller_ips
-from components.cloud_common import official_release_source
+from components.boot import wait_for_boot
+from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
 from components.gcp import instances as vms
 from components.gcp.config import GcpConfig
@@ -38,7 +38,7 @@ class GcpInfra(pulumi.ComponentResource):
                              cluster_cidr=config.cluster_cidr, admin_cidrs=config.admin_cidrs,
                              target_tag=CONTROLLER_TAG, api_port=API_PORT, parent=self)
         address = create_address(name, project=project, region=region, parent=self)
-        key = vms.ssh_key(name, gcp_config, parent=self)
+        key = ssh_key(name, gcp_config.ssh_public_key, gcp_config.ssh_private_key, self)
         names, ips = config.controller_names, controller_ips(config.node_cidr, config.controller_count)
         instances = vms.create_instances(name, names=names, ips=ips, gcp_config=gcp_config, subnet=net.subnet,
                                          target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
@@ -48,7 +48,7 @@ class GcpInfra(pulumi.ComponentResource):
 
         hosts = [
             ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
-                           ssh_user=gcp_config.admin_username, ssh_private_key=key.private,
+                           ssh_user=gcp_config.admin_username, ssh_private_key=key.private_key,
                            instance_id=instance.instance_id)
             for host, ip, instance in zip(names, ips, instances)
         ]

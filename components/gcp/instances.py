@@ -1,30 +1,14 @@
-"""The controller VMs and the SSH key the bootstrap reaches them with."""
+"""The controller VMs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
-import pulumi_tls as tls
 
 from components.boot import user_data
+from components.cloud_common import SshKey
 from components.gcp.config import GcpConfig
-
-
-@dataclass
-class SshKey:
-    public_openssh: pulumi.Output[str]
-    private: pulumi.Output[str]  # a secret
-
-
-def ssh_key(name: str, gcp_config: GcpConfig, parent: pulumi.Resource) -> SshKey:
-    """The configured key pair, or a generated ED25519 one; the private half is always a secret."""
-    if gcp_config.ssh_public_key and gcp_config.ssh_private_key:
-        return SshKey(public_openssh=pulumi.Output.from_input(gcp_config.ssh_public_key),
-                      private=pulumi.Output.secret(gcp_config.ssh_private_key))
-    key = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=parent))
-    return SshKey(public_openssh=key.public_key_openssh, private=pulumi.Output.secret(key.private_key_openssh))
 
 
 def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp_config: GcpConfig,
@@ -39,7 +23,7 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
     # OS Login overrides this, see README) and project-wide keys blocked. The image's cloud-init applies the
     # controllers' shared first-boot user data (components/boot.py).
     first_boot = user_data()
-    metadata = key.public_openssh.apply(lambda pub: {
+    metadata = key.public_key.apply(lambda pub: {
         "ssh-keys": f"{gcp_config.admin_username}:{pub.strip()} {gcp_config.admin_username}",
         "enable-oslogin": "FALSE",
         "block-project-ssh-keys": "TRUE",

@@ -31,9 +31,9 @@ from typing import Optional
 
 import pulumi
 import pulumi_command as command
-import pulumi_tls as tls
 
 from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
+from components.cloud_common import ssh_key
 from components.config import StackConfig
 from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
 from components.local import liveness
@@ -110,7 +110,7 @@ class LocalInfra(pulumi.ComponentResource):
                 opts=child(delete_before_replace=True, depends_on=depends_on or []),
             )
 
-        key = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=child())
+        key = ssh_key(name, None, None, self)
 
         base_root = command.local.Command(
             f"{name}-base-root",
@@ -133,7 +133,7 @@ class LocalInfra(pulumi.ComponentResource):
         host_cmds: list[command.local.Command] = []
         booted: list[pulumi.Resource] = []
         hosts: list[ControllerHost] = []
-        private_key = pulumi.Output.secret(key.private_key_openssh)
+        private_key = key.private_key
         first_boot = user_data()
         for host in layout.hosts:
             generation = liveness.watch(f"{name}-{host.name}", f"host {host.machine}",
@@ -141,7 +141,7 @@ class LocalInfra(pulumi.ComponentResource):
             host_cmd = cmd(
                 host.name, "host.sh",
                 environment={**layout.host_env(host), "KTHW_BASE_ROOT": base_root_path,
-                             "KTHW_AUTHORIZED_KEY": key.public_key_openssh, "KTHW_USER_DATA": first_boot,
+                             "KTHW_AUTHORIZED_KEY": key.public_key, "KTHW_USER_DATA": first_boot,
                              "KTHW_MIRROR_CA": mirror_ca.cert_pem, "KTHW_SCRIPTS": scripts_hash,
                              "KTHW_GENERATION": generation},
                 triggers=[host.name, host.ip_cidr, host.netns, host.machine, host.veth, str(host.dir)],
