@@ -1,11 +1,14 @@
-"""The shape every infra component (azure, gcp, local) outputs; the control plane depends only on it."""
+"""What every infra component (azure, gcp, local) is and outputs; the control plane depends only on it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Sequence
 
 import pulumi
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
 
 API_PORT = 6443
 
@@ -79,8 +82,37 @@ class InfraOutputs:
     ready: Sequence[pulumi.Resource] = field(default_factory=list)
     # Extra names/IPs for the apiserver certificate (e.g. an internal LB address).
     extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
-    # The private subnet the controllers sit in (e.g. 10.240.0.0/24), for CIDR overlap checks.
-    node_subnet: Optional[str] = None
+
+
+class InfraArgs(Protocol):
+    """What every infra component's args hold (each cloud adds its own settings)."""
+
+    config: StackConfig
+
+
+class Infra(pulumi.ComponentResource):
+    """The base of every cloud's infra component: `TYPE` is its type token; `_create` registers the cloud's
+    children and returns the InfraOutputs and the cloud's own registered outputs. The base registers the
+    outputs every cloud has (publicAddress, healthCheck, controllers) with the cloud's, once, last."""
+
+    TYPE: ClassVar[str]  # kthw:<cloud>:<Type>
+    outputs: InfraOutputs
+
+    def __init__(self, name: str, args: InfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(self.TYPE, name, None, opts)
+        self.outputs, extras = self._create(name, args)
+        self.register_outputs({
+            "publicAddress": self.outputs.public_address,
+            "healthCheck": self.outputs.health_check.value,
+            "controllers": [{"name": h.name, "privateIp": h.private_ip, "sshAddress": h.ssh_host}
+                            for h in self.outputs.hosts],
+            **extras,
+        })
+
+    def _create(self, name: str, args: Any) -> tuple[InfraOutputs, dict[str, Any]]:
+        """Register the cloud's children (parent `self`, named `{name}-<child>`); return the InfraOutputs and the
+        cloud's extra registered outputs, each under a key of its own."""
+        raise NotImplementedError
 
 
 def api_server_url(dns_name: Optional[str], public_address: pulumi.Input[str], port: int = API_PORT) -> pulumi.Output[str]:

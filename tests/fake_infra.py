@@ -25,8 +25,7 @@ def fake_infra(cfg: StackConfig, health: HealthCheckStyle = HealthCheckStyle.HTT
     # (tests/harness.py's FakeCloud resolves them to `published_digest(checksum URL)`).
     pinned = {("kubectl", cfg.kubernetes_version): FAKE_SHA, ("etcd", cfg.etcd_version): FAKE_SHA}
     releases = ReleaseSource(kubernetes_base=KUBERNETES_BASE, etcd_base=ETCD_BASE, pinned=pinned)
-    return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases,
-                        node_subnet="10.240.0.0/24")
+    return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases)
 
 
 def config(**values) -> StackConfig:

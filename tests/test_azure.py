@@ -330,7 +330,7 @@ def test_outputs_have_the_infra_shape(five: Built) -> None:
     assert isinstance(out, InfraOutputs) and isinstance(out.releases, ReleaseSource)
     assert all(isinstance(h, ControllerHost) for h in out.hosts)
     assert [h.name for h in out.hosts] == [f"controller-{i}" for i in range(5)]
-    assert (out.api_port, out.node_subnet, out.health_check) == (6443, "10.240.0.0/24", HealthCheckStyle.HTTPS_READYZ)
+    assert (out.api_port, out.health_check) == (6443, HealthCheckStyle.HTTPS_READYZ)
     assert (out.releases.kubernetes_base, out.releases.etcd_base) == (releases.KUBERNETES_BASE, releases.ETCD_BASE)
     assert out.releases.pinned == releases.official_sha256(releases.DEFAULT_KUBERNETES, releases.DEFAULT_ETCD)
     hosts = five.graph.stack_outputs["hosts"]

@@ -213,7 +213,6 @@ def test_infra_outputs_shape(default):
     assert isinstance(outputs, InfraOutputs)
     assert outputs.health_check is HealthCheckStyle.HTTP_HEALTHZ_PROXY
     assert outputs.api_port == 6443
-    assert outputs.node_subnet == "10.240.0.0/24"
     assert all(isinstance(h, ControllerHost) for h in outputs.hosts)
     assert captured["public"] == "34.0.113.10"
     assert captured["hosts"] == [

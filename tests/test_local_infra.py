@@ -256,7 +256,7 @@ def test_infra_outputs_shape(tmp_path):
     assert isinstance(out, InfraOutputs)
     assert out.public_address == "198.18.0.1"
     assert out.health_check == HealthCheckStyle.HTTPS_READYZ  # the local default
-    assert out.api_port == 6443 and out.node_subnet == "198.18.0.0/24"
+    assert out.api_port == 6443
     assert [h.name for h in out.hosts] == ["controller-0", "controller-1", "controller-2"]
     assert all(isinstance(h, ControllerHost) for h in out.hosts)
     assert [h.private_ip for h in out.hosts] == ["198.18.0.10", "198.18.0.11", "198.18.0.12"]

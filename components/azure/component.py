@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any
 
 import pulumi
 import pulumi_azure_native.resources as resources
@@ -15,7 +15,7 @@ from components.azure.vms import create_controllers
 from components.boot import wait_for_boot
 from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
-from components.infra import ControllerHost, InfraOutputs
+from components.infra import ControllerHost, Infra, InfraOutputs
 
 
 @dataclass
@@ -24,13 +24,12 @@ class AzureInfraArgs:
     azure: AzureConfig
 
 
-class AzureInfra(pulumi.ComponentResource):
+class AzureInfra(Infra):
     """The Azure infrastructure of one kthw stack; `outputs` is the cloud-agnostic InfraOutputs."""
 
-    outputs: InfraOutputs
+    TYPE = "kthw:azure:AzureInfra"
 
-    def __init__(self, name: str, args: AzureInfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("kthw:azure:AzureInfra", name, None, opts)
+    def _create(self, name: str, args: AzureInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
         config, azure = args.config, args.azure
         tags = {"project": pulumi.get_project(), "stack": pulumi.get_stack()}
         group = resources.ResourceGroup(f"{name}-rg", location=azure.location, tags=tags,
@@ -52,17 +51,11 @@ class AzureInfra(pulumi.ComponentResource):
         booted = [wait_for_boot(site.name(f"{host.name}-booted"), host, after=[c.vm], parent=self)
                   for host, c in zip(hosts, controllers)]
 
-        self.outputs = InfraOutputs(
+        outputs = InfraOutputs(
             hosts=hosts,
             public_address=lb.public_ip.ip_address,
             health_check=azure.health_check,
             releases=official_release_source(config),
             ready=[lb.lb, net.nat_gateway, *(c.vm for c in controllers), *booted],
-            node_subnet=config.node_cidr,
         )
-        self.register_outputs({
-            "publicAddress": lb.public_ip.ip_address,
-            "egressAddress": net.egress_ip.ip_address,
-            "controllers": [{"name": c.name, "privateIp": c.private_ip, "sshAddress": c.public_ip.ip_address,
-                             "zone": c.zone} for c in controllers],
-        })
+        return outputs, {"egressAddress": net.egress_ip.ip_address, "zones": {c.name: c.zone for c in controllers}}

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import pulumi
 
 from components.addressing import controller_ips
 from components.boot import wait_for_boot
@@ -13,7 +13,7 @@ from components.gcp import instances as vms
 from components.gcp.config import GcpConfig
 from components.gcp.lb import create_address, create_load_balancer
 from components.gcp.network import create_network
-from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
+from components.infra import API_PORT, ControllerHost, HealthCheckStyle, Infra, InfraOutputs
 
 CONTROLLER_TAG = "kthw-controller"
 
@@ -24,13 +24,12 @@ class GcpInfraArgs:
     gcp: GcpConfig
 
 
-class GcpInfra(pulumi.ComponentResource):
+class GcpInfra(Infra):
     """A custom-mode VPC, one VM per controller across zones, and a network LB over a target pool."""
 
-    outputs: InfraOutputs
+    TYPE = "kthw:gcp:GcpInfra"
 
-    def __init__(self, name: str, args: GcpInfraArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("kthw:gcp:GcpInfra", name, None, opts)
+    def _create(self, name: str, args: GcpInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
         config, gcp_config = args.config, args.gcp
         project, region = gcp_config.project, gcp_config.region
 
@@ -55,16 +54,12 @@ class GcpInfra(pulumi.ComponentResource):
         # Each host is ready once its image's cloud-init applied the first-boot user data.
         booted = [wait_for_boot(f"{name}-{host.name}-booted", host, after=[instance], parent=self)
                   for host, instance in zip(hosts, instances)]
-        self.outputs = InfraOutputs(
+        outputs = InfraOutputs(
             hosts=hosts,
             public_address=address.address,
             health_check=HealthCheckStyle.HTTP_HEALTHZ_PROXY,
             releases=official_release_source(config),
             api_port=API_PORT,
             ready=[*instances, *net.firewalls, lb.forwarding_rule, *booted],
-            node_subnet=config.node_cidr,
         )
-        self.register_outputs({
-            "publicAddress": address.address,
-            "controllers": [{"name": h.name, "privateIp": h.private_ip} for h in hosts],
-        })
+        return outputs, {}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_command as command
@@ -35,7 +35,7 @@ import pulumi_command as command
 from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
 from components.cloud_common import ssh_key
 from components.config import StackConfig
-from components.infra import API_PORT, ControllerHost, HealthCheckStyle, InfraOutputs
+from components.infra import API_PORT, ControllerHost, HealthCheckStyle, Infra, InfraOutputs
 from components.local import liveness
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
@@ -67,12 +67,11 @@ def render_haproxy(layout: LocalLayout, health_check: HealthCheckStyle, api_port
                   backends=[{"name": h.name, "ip": h.ip} for h in layout.hosts], ca_file=ca_file)
 
 
-class LocalInfra(pulumi.ComponentResource):
-    outputs: InfraOutputs
+class LocalInfra(Infra):
+    TYPE = "kthw:local:LocalInfra"
     layout: LocalLayout
 
-    def __init__(self, name: str, args: LocalInfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("kthw:local:LocalInfra", name, None, opts)
+    def _create(self, name: str, args: LocalInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
         cfg = args.config
         layout = LocalLayout.build(args.stack or pulumi.get_stack(), cfg.controller_names, cfg.node_cidr,
                                    state_root=Path(args.state_root) if args.state_root else None,
@@ -187,31 +186,19 @@ class LocalInfra(pulumi.ComponentResource):
             triggers=[layout.gateway, layout.file_server_port, str(layout.file_server_dir)],
             depends_on=[network])
 
-        self.ssh_key = key
-        self.base_root = base_root
-        self.network = network
-        self.host_commands = host_cmds
-        self.booted = booted
-        self.mirror_ca = mirror_ca
-        self.lb = lb
-        self.file_server = file_server
-        self.outputs = InfraOutputs(
+        outputs = InfraOutputs(
             hosts=hosts,
             public_address=layout.gateway,
             health_check=health,
             releases=releases,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
-            extra_sans=[],
-            node_subnet=str(layout.network),
         )
-        self.register_outputs({
-            "publicAddress": layout.gateway,
-            "healthCheck": health.value,
+        return outputs, {
             "bridge": layout.bridge,
             "stateDir": str(layout.state_dir),
             "fileServer": base_url,
             "mirrorCaPem": mirror_ca.cert_pem,
-            "controllers": [{"name": h.name, "privateIp": h.ip, "netns": h.netns} for h in layout.hosts],
+            "netns": {h.name: h.netns for h in layout.hosts},
             "sshPrivateKey": private_key,
-        })
+        }
