@@ -12,10 +12,10 @@ from typing import Any, Callable, Optional, Sequence
 import pulumi
 
 from components import addressing, releases
+from components.infra import HealthCheckStyle
 
 CLOUDS = ("azure", "gcp", "local")
 ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc")
-HEALTH_CHECKS = ("https-readyz", "tcp", "http-healthz-proxy")
 WHOLE_INTERNET = ("0.0.0.0/0", "::/0", "*", "internet", "any")
 
 
@@ -45,7 +45,7 @@ class StackConfig:
     admin_cidrs: tuple[str, ...] = ()
     encryption_provider: str = "secretbox"
     api_server_dns_name: Optional[str] = None
-    health_check: Optional[str] = None  # None: the infra's default style
+    health_check: Optional[HealthCheckStyle] = None  # None: the cloud's default (its Infra.health_checks)
     cert_validity_hours: int = 8760
     etcd_heartbeat_ms: int = 100
     etcd_election_ms: int = 1000
@@ -207,9 +207,14 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     if dns_name is not None and not _is_dns_name(dns_name):
         r.fail("apiServerDnsName", f"must be a DNS name such as k8s.example.com, got {dns_name!r}")
 
-    health = r.str("healthCheck")
-    if health is not None and health not in HEALTH_CHECKS:
-        r.fail("healthCheck", f"must be one of {', '.join(HEALTH_CHECKS)}, got {health!r}")
+    health_name = r.str("healthCheck")
+    health = None
+    if health_name is not None:
+        try:
+            health = HealthCheckStyle(health_name)
+        except ValueError:
+            r.fail("healthCheck", f"must be one of {', '.join(s.value for s in HealthCheckStyle)}, "
+                   f"got {health_name!r}")
 
     validity = r.int("certValidityHours", 8760)
     if not 1 <= validity <= 87600:

@@ -14,11 +14,38 @@ API_PORT = 6443
 
 
 class HealthCheckStyle(str, Enum):
-    """How the load balancer decides that a controller is healthy."""
+    """How the load balancer decides that a controller is healthy (kthw:healthCheck); which of them a cloud's
+    load balancer can run, and its default, is that cloud's `Infra.health_checks`."""
 
-    HTTPS_READYZ = "https-readyz"  # HTTPS GET /readyz on 6443 (Azure default, local default)
-    TCP = "tcp"  # TCP connect on 6443 (Azure, selectable)
-    HTTP_HEALTHZ_PROXY = "http-healthz-proxy"  # HTTP GET /healthz on 80, nginx proxy to the apiserver (GCP)
+    HTTPS_READYZ = "https-readyz"  # HTTPS GET /readyz on 6443
+    TCP = "tcp"  # TCP connect on 6443
+    HTTP_HEALTHZ_PROXY = "http-healthz-proxy"  # HTTP GET /healthz on 80, nginx's proxy to the apiserver
+
+
+@dataclass(frozen=True)
+class HealthChecks:
+    """The health checks one cloud's load balancer can run, its default first, and why it cannot run the others."""
+
+    cloud: str
+    allowed: tuple[HealthCheckStyle, ...]
+    why: str = ""
+
+    @property
+    def default(self) -> HealthCheckStyle:
+        return self.allowed[0]
+
+    def pick(self, chosen: Optional[HealthCheckStyle]) -> HealthCheckStyle:
+        """The style kthw:healthCheck chose, or this cloud's default."""
+        return chosen or self.default
+
+    def problem(self, chosen: Optional[HealthCheckStyle]) -> Optional[str]:
+        """Why kthw:healthCheck's `chosen` cannot run on this cloud, naming the ones that can; or None."""
+        if chosen is None or chosen in self.allowed:
+            return None
+        names = [f"{s.value} (the default)" if s is self.default else s.value for s in self.allowed]
+        *others, last = names
+        can = f"{', '.join(others)} or {last}" if others else last
+        return f"must be {can} on {self.cloud}: {self.why}, got {chosen.value!r}"
 
 
 @dataclass
@@ -96,10 +123,13 @@ class Infra(pulumi.ComponentResource):
     outputs every cloud has (publicAddress, healthCheck, controllers) with the cloud's, once, last."""
 
     TYPE: ClassVar[str]  # kthw:<cloud>:<Type>
+    health_checks: ClassVar[HealthChecks]  # what the cloud's load balancer can run (its config checks the choice)
+    health_check: HealthCheckStyle  # the one it runs: kthw:healthCheck, or the cloud's default
     outputs: InfraOutputs
 
     def __init__(self, name: str, args: InfraArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(self.TYPE, name, None, opts)
+        self.health_check = self.health_checks.pick(args.config.health_check)
         self.outputs, extras = self._create(name, args)
         self.register_outputs({
             "publicAddress": self.outputs.public_address,

@@ -93,6 +93,17 @@ def test_clouds_refuse_unpinned_versions_only_when_asked(cloud):
     assert graph.resources == []
 
 
+@pytest.mark.parametrize("cloud, chosen, named", [
+    ("azure", "http-healthz-proxy", "kthw:healthCheck must be https-readyz (the default) or tcp on azure: "),
+    ("gcp", "tcp", "kthw:healthCheck must be http-healthz-proxy (the default) on gcp: "),
+])
+def test_a_health_check_the_cloud_cannot_run_is_refused_naming_those_it_can(cloud, chosen, named):
+    graph = run_program({**CLOUDS[cloud], "healthCheck": chosen}, stack=cloud, expect_error=True)
+    assert isinstance(graph.error, ConfigError), graph.error
+    assert [p for p in graph.error.problems if p.startswith(named) and p.endswith(f"got {chosen!r}")]
+    assert graph.resources == []
+
+
 def test_local_stack_without_a_toolchain_says_how_to_build_one(monkeypatch, tmp_path):
     monkeypatch.setenv("KTHW_CACHE", str(tmp_path))
     graph = run_program({"cloud": "local"}, expect_error=True)

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_azure_native.resources as resources
 
-from components.azure.config import AzureConfig
+from components.azure.config import HEALTH_CHECKS, AzureConfig
 from components.azure.loadbalancer import create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
@@ -28,6 +28,7 @@ class AzureInfra(Infra):
     """The Azure infrastructure of one kthw stack; `outputs` is the cloud-agnostic InfraOutputs."""
 
     TYPE = "kthw:azure:AzureInfra"
+    health_checks = HEALTH_CHECKS
 
     def _create(self, name: str, args: AzureInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
         config, azure = args.config, args.azure
@@ -38,7 +39,7 @@ class AzureInfra(Infra):
                     location=azure.location, tags=tags)
 
         net = create_network(site, config)
-        lb = create_load_balancer(site, azure)
+        lb = create_load_balancer(site, azure, self.health_check)
         # RSA because every Azure cloud takes it (ED25519 is newer there); a user's ED25519 pair works through
         # kthw:sshPublicKey / kthw:sshPrivateKey.
         key = ssh_key(name, azure.ssh_public_key, azure.ssh_private_key, self, algorithm="RSA")
@@ -54,7 +55,7 @@ class AzureInfra(Infra):
         outputs = InfraOutputs(
             hosts=hosts,
             public_address=lb.public_ip.ip_address,
-            health_check=azure.health_check,
+            health_check=self.health_check,
             releases=official_release_source(config),
             ready=[lb.lb, net.nat_gateway, *(c.vm for c in controllers), *booted],
         )

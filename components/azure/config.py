@@ -13,7 +13,7 @@ from components.azure import regions
 from components.boot import DEFAULT_ADMIN_USERNAME
 from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader, is_secret
-from components.infra import HealthCheckStyle
+from components.infra import HealthChecks, HealthCheckStyle
 
 DEFAULT_LOCATION = "eastus2"
 DEFAULT_VM_SIZE = "Standard_D2s_v5"
@@ -28,6 +28,10 @@ _RESERVED_USERNAMES = frozenset({
     "console", "owner", "server", "sql", "aspnet", "actuser", "admin1", "admin2", "user1", "test1",
 })
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")  # Azure refuses ECDSA keys; RSA must have >= 2048 bits
+HEALTH_CHECKS = HealthChecks(
+    "azure", (HealthCheckStyle.HTTPS_READYZ, HealthCheckStyle.TCP),
+    why="a Standard load balancer probes HTTPS /readyz itself, so the http-healthz-proxy (nginx on port 80, "
+        "for GCP's legacy checks) is not used")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,6 @@ class AzureConfig:
     vm_size: str = DEFAULT_VM_SIZE
     image: ImageRef = ImageRef(*DEFAULT_IMAGE.split(":"))
     admin_username: str = DEFAULT_ADMIN_USERNAME
-    health_check: HealthCheckStyle = HealthCheckStyle.HTTPS_READYZ
     ssh_public_key: Optional[str] = None  # None: generate a key pair with pulumi-tls
     ssh_private_key: Optional[str] = field(default=None, repr=False)  # wrapped as a secret where used
 
@@ -77,7 +80,9 @@ def load_azure_config(get: Callable[[str], Optional[str]], config: StackConfig,
                f"(not root, admin, ...), such as {DEFAULT_ADMIN_USERNAME}, got {username!r}")
 
     public_key, private_key = read_ssh_key_pair(r, is_secret, SSH_KEY_TYPES)
-    health = _health_check(r, config)
+    health_problem = HEALTH_CHECKS.problem(config.health_check)
+    if health_problem:
+        r.fail("healthCheck", health_problem)
 
     if not config.admin_cidrs:
         r.fail("adminCidrs", "is required on azure: the CIDRs that may reach SSH and 6443, e.g. 203.0.113.7/32")
@@ -88,7 +93,7 @@ def load_azure_config(get: Callable[[str], Optional[str]], config: StackConfig,
     if r.problems:
         raise ConfigError(r.problems)
     return AzureConfig(location=location, zones=zones, vm_size=vm_size, image=image, admin_username=username,
-                       health_check=health, ssh_public_key=public_key, ssh_private_key=private_key)
+                       ssh_public_key=public_key, ssh_private_key=private_key)
 
 
 def _location(r: _Reader) -> str:
@@ -125,17 +130,6 @@ def _image(r: _Reader) -> ImageRef:
                f"got {urn!r}")
         return ImageRef(*DEFAULT_IMAGE.split(":"))
     return ImageRef(*parts)
-
-
-def _health_check(r: _Reader, config: StackConfig) -> HealthCheckStyle:
-    if config.health_check is None:
-        return HealthCheckStyle.HTTPS_READYZ
-    style = HealthCheckStyle(config.health_check)
-    if style is HealthCheckStyle.HTTP_HEALTHZ_PROXY:
-        r.fail("healthCheck", "must be https-readyz (default) or tcp on azure: a Standard load balancer probes "
-               "HTTPS /readyz itself, so the http-healthz-proxy (nginx on port 80, for GCP's legacy checks) "
-               "is not used")
-    return style
 
 
 def load(config: StackConfig) -> AzureConfig:

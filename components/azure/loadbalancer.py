@@ -36,7 +36,7 @@ class LoadBalancer:
     backend_pool_id: pulumi.Output[str]
 
 
-def create_load_balancer(site: Site, azure: AzureConfig) -> LoadBalancer:
+def create_load_balancer(site: Site, azure: AzureConfig, health_check: HealthCheckStyle) -> LoadBalancer:
     """Standard static public IP (zone-redundant where the region has zones) and the Standard LB."""
     public_ip = static_public_ip(site, "api-ip", regions.zones_of(azure.location))
     lb_name = site.name("lb")
@@ -53,7 +53,7 @@ def create_load_balancer(site: Site, azure: AzureConfig) -> LoadBalancer:
         frontend_ip_configurations=[network.FrontendIPConfigurationArgs(
             name=FRONTEND, public_ip_address=network.PublicIPAddressArgs(id=public_ip.id))],
         backend_address_pools=[network.BackendAddressPoolArgs(name=BACKEND_POOL)],
-        probes=[probe_args(azure.health_check)],
+        probes=[probe_args(health_check)],
         load_balancing_rules=[network.LoadBalancingRuleArgs(
             name="apiserver", protocol="Tcp", frontend_port=API_PORT, backend_port=API_PORT,
             frontend_ip_configuration=ref("frontendIPConfigurations", FRONTEND),

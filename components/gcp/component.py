@@ -10,10 +10,10 @@ from components.boot import wait_for_boot
 from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
 from components.gcp import instances as vms
-from components.gcp.config import GcpConfig
+from components.gcp.config import HEALTH_CHECKS, GcpConfig
 from components.gcp.lb import create_address, create_load_balancer
 from components.gcp.network import create_network
-from components.infra import API_PORT, ControllerHost, HealthCheckStyle, Infra, InfraOutputs
+from components.infra import API_PORT, ControllerHost, Infra, InfraOutputs
 
 CONTROLLER_TAG = "kthw-controller"
 
@@ -28,6 +28,7 @@ class GcpInfra(Infra):
     """A custom-mode VPC, one VM per controller across zones, and a network LB over a target pool."""
 
     TYPE = "kthw:gcp:GcpInfra"
+    health_checks = HEALTH_CHECKS
 
     def _create(self, name: str, args: GcpInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
         config, gcp_config = args.config, args.gcp
@@ -57,7 +58,7 @@ class GcpInfra(Infra):
         outputs = InfraOutputs(
             hosts=hosts,
             public_address=address.address,
-            health_check=HealthCheckStyle.HTTP_HEALTHZ_PROXY,
+            health_check=self.health_check,
             releases=official_release_source(config),
             api_port=API_PORT,
             ready=[*instances, *net.firewalls, lb.forwarding_rule, *booted],

@@ -14,7 +14,7 @@ import pulumi
 from components.boot import DEFAULT_ADMIN_USERNAME
 from components.cloud_common import read_ssh_key_pair
 from components.config import ConfigError, StackConfig, _Reader
-from components.infra import HealthCheckStyle
+from components.infra import HealthChecks, HealthCheckStyle
 
 Getter = Callable[[str], Optional[str]]
 
@@ -27,6 +27,8 @@ _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4,
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")  # e2-standard-2, n2d-custom-4-8192
 _IMAGE = re.compile(r"^[a-z0-9./_-]+$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+HEALTH_CHECKS = HealthChecks("gcp", (HealthCheckStyle.HTTP_HEALTHZ_PROXY,),
+                             why="a target pool takes only a legacy HTTP health check")
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,9 @@ def load_gcp_config(get: Getter, config: StackConfig, provider_get: Optional[Get
                f"got {username!r}")
     public_key, private_key = read_ssh_key_pair(r, is_secret)
 
-    if config.health_check not in (None, HealthCheckStyle.HTTP_HEALTHZ_PROXY.value):
-        r.fail("healthCheck", f"must be {HealthCheckStyle.HTTP_HEALTHZ_PROXY.value} on gcp (a target pool "
-               f"takes only a legacy HTTP health check), got {config.health_check!r}")
+    health_problem = HEALTH_CHECKS.problem(config.health_check)
+    if health_problem:
+        r.fail("healthCheck", health_problem)
 
     if r.problems:
         raise ConfigError(r.problems)

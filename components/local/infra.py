@@ -35,7 +35,7 @@ import pulumi_command as command
 from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
 from components.cloud_common import ssh_key
 from components.config import StackConfig
-from components.infra import API_PORT, ControllerHost, HealthCheckStyle, Infra, InfraOutputs
+from components.infra import API_PORT, ControllerHost, HealthChecks, HealthCheckStyle, Infra, InfraOutputs
 from components.local import liveness
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
@@ -44,7 +44,6 @@ from components.pki.table import SERVER
 from components.render import content_hash, render, script
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
-DEFAULT_HEALTH_CHECK = HealthCheckStyle.HTTPS_READYZ
 SSH_USER = DEFAULT_ADMIN_USERNAME  # the image's default user (base-root.sh), as on the clouds
 SCRIPTS = ("lib.sh", "network.sh", "host.sh", "lb.sh", "fileserver.sh")
 
@@ -69,6 +68,9 @@ def render_haproxy(layout: LocalLayout, health_check: HealthCheckStyle, api_port
 
 class LocalInfra(Infra):
     TYPE = "kthw:local:LocalInfra"
+    # HAProxy runs each of them (scripts/local/haproxy.cfg.j2); https-readyz, as the Azure LB does, by default.
+    health_checks = HealthChecks("local", (HealthCheckStyle.HTTPS_READYZ, HealthCheckStyle.TCP,
+                                           HealthCheckStyle.HTTP_HEALTHZ_PROXY))
     layout: LocalLayout
 
     def _create(self, name: str, args: LocalInfraArgs) -> tuple[InfraOutputs, dict[str, Any]]:
@@ -78,7 +80,6 @@ class LocalInfra(Infra):
                                    cache_root=Path(args.cache_root) if args.cache_root else None,
                                    file_server_port=args.file_server_port)
         self.layout = layout
-        health = HealthCheckStyle(cfg.health_check) if cfg.health_check else DEFAULT_HEALTH_CHECK
         toolchain = Path(args.toolchain_dir) if args.toolchain_dir else layout.toolchain_dir
         # The release mirror's own CA and its server cert for the gateway address (hosts trust the CA like a
         # public one; the checksum fetches at `up` trust it through the ReleaseSource).
@@ -160,7 +161,7 @@ class LocalInfra(Infra):
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
                                         instance=pulumi.Output.format("{0} generation {1}", host_cmd.id, generation)))
 
-        haproxy_cfg = render_haproxy(layout, health)
+        haproxy_cfg = render_haproxy(layout, self.health_check)
         lb = cmd(
             "lb", "lb.sh",
             environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash,
@@ -189,7 +190,7 @@ class LocalInfra(Infra):
         outputs = InfraOutputs(
             hosts=hosts,
             public_address=layout.gateway,
-            health_check=health,
+            health_check=self.health_check,
             releases=releases,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
