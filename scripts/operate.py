@@ -14,7 +14,7 @@ rotate-encryption-key:  three `pulumi up`s, each a rolling restart of the apiser
                    rewritten with the new key; (3) the old key is dropped. The keys live in the stack's config
                    as secrets (kthw:encryptionKey, kthw:encryptionKeyNext, kthw:encryptionKeyPrevious).
 
-SSH goes to each controller's sshHost/sshPort/sshUser with its key from the stack's outputs (paramiko).
+SSH goes to each controller's sshHost/sshPort/sshUser with its key from the stack's outputs (components/ssh.py).
 Pulumi is driven through the Automation API on scripts/pulumi's defaults (scripts/stacks.py): outputs with
 `stack.outputs()`, config with `set_config`/`remove_config`, `up` with its output streamed to stderr.
 """
@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import io
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping, Optional
 
 import paramiko
 import yaml
@@ -38,11 +38,14 @@ from pulumi import automation as auto
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 import stacks  # noqa: E402
+from components import ssh  # noqa: E402
+from components.paths import HOST  # noqa: E402
+from components.pki.table import host_file  # noqa: E402
 
-# Commands run as root whether the login user is root or, as on every infra, the image's sudo user.
-AS_ROOT = 'S=; [ "$(id -u)" -eq 0 ] || S="sudo -n"; $S sh -c '
-ENCRYPTION_CONFIG = "/var/lib/kubernetes/encryption-config.yaml"
+ENCRYPTION_CONFIG = host_file(f"{HOST.kubernetes}/encryption-config.yaml").path
+BACKUP_COMMAND = f"{HOST.sbin}/kthw-etcd-backup"  # what kthw-etcd-backup.timer runs
 
 
 def outputs(stack: auto.Stack) -> dict:
@@ -57,21 +60,11 @@ def up(stack: auto.Stack) -> None:
     stack.up(on_output=show, on_error=show, color="never", show_secrets=False)
 
 
-def _key(pem: str) -> paramiko.PKey:
-    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            return kind.from_private_key(io.StringIO(pem))
-        except (paramiko.SSHException, ValueError):
-            continue
-    raise SystemExit("the stack's SSH key is in no format paramiko reads")
-
-
 def _run(client: paramiko.SSHClient, command: str, timeout: float = 180) -> bytes:
-    _, stdout, stderr = client.exec_command(AS_ROOT + shlex.quote(command), timeout=timeout)
-    data = stdout.read()
-    if stdout.channel.recv_exit_status() != 0:
-        raise RuntimeError(f"{command!r}: {stderr.read().decode(errors='replace')[-2000:]}")
-    return data
+    status, out, err = ssh.run_as_root(client, command, "operate", timeout)
+    if status != 0:
+        raise RuntimeError(f"{command!r}: {err.decode(errors='replace')[-2000:]}")
+    return out
 
 
 def on_a_controller(stack: auto.Stack, work):
@@ -82,12 +75,12 @@ def on_a_controller(stack: auto.Stack, work):
         sys.exit(f"stack {stack.name} has no controllers (is it up?)")
     errors = []
     for c in controllers:
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - hosts are the stack's own
         try:
-            client.connect(c["sshHost"], port=int(c.get("sshPort", 22)), username=c["sshUser"],
-                           pkey=_key(keys[c["name"]]), timeout=10, banner_timeout=10, auth_timeout=10,
-                           allow_agent=False, look_for_keys=False)
+            client = ssh.client(c["sshHost"], c.get("sshPort", 22), c["sshUser"], keys[c["name"]], timeout=10)
+        except Exception as err:  # noqa: BLE001 - try the next controller
+            errors.append(f"{c['name']}: {err}")
+            continue
+        try:
             return c["name"], work(client)
         except Exception as err:  # noqa: BLE001 - try the next controller
             errors.append(f"{c['name']}: {err}")
@@ -103,22 +96,29 @@ def _encrypting_key(encryption_config: bytes) -> tuple[str, str]:
     return provider, spec["keys"][0]["secret"]
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable by its owner only whatever the umask (0600 before the first byte)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def backup(stack: auto.Stack, out_dir: Path) -> Path:
     def snapshot(client: paramiko.SSHClient) -> tuple[bytes, str, bytes]:
-        remote = _run(client, "/usr/local/sbin/kthw-etcd-backup").decode().strip().splitlines()[-1]
+        remote = _run(client, BACKUP_COMMAND).decode().strip().splitlines()[-1]
         data = _run(client, f"cat {remote}", timeout=600)
         remote_digest = _run(client, f"sha256sum {remote}").decode().split()[0]
         if hashlib.sha256(data).hexdigest() != remote_digest:
             raise RuntimeError("the downloaded snapshot does not match the controller's")
         return data, remote_digest, _run(client, f"cat {ENCRYPTION_CONFIG}")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     name, (data, remote_digest, encryption) = on_a_controller(stack, snapshot)
     target = out_dir / f"etcd-{stack.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.db"
-    target.write_bytes(data)
+    _write_private(target, data)  # every Secret is in it (encrypted with the key beside it)
     key_file = Path(f"{target}.encryption-config.yaml")
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(encryption)
+    _write_private(key_file, encryption)
     etcdutl = shutil.which("etcdutl", path=stack.workspace.env_vars.get("PATH"))  # the toolchain's
     if etcdutl:
         subprocess.run([etcdutl, "snapshot", "status", str(target), "-w", "table"], check=True, timeout=120)
@@ -147,25 +147,75 @@ def restore(stack: auto.Stack, snapshot: Path) -> None:
     print(f"stack {stack.name} restored from {snapshot}", file=sys.stderr)
 
 
+# A rotation's config writes, in the order that never leaves a key that may still encrypt a Secret out of the
+# config, whatever write or `up` the rotation stops after (see `rotation_plan`).
+KEY, NEXT, PREVIOUS = "encryptionKey", "encryptionKeyNext", "encryptionKeyPrevious"
+
+
+@dataclass(frozen=True)
+class Stage:
+    label: str
+    writes: tuple[tuple[str, Optional[str]], ...]  # (key, value) in order; None removes the key
+
+
+def rotation_plan(config: Mapping[str, Optional[str]], current_on_host: Callable[[], str],
+                  new_key: Callable[[], str]) -> list[Stage]:
+    """The stages a rotation still has to run, read from the stack's config (where the keys live), so that
+    re-running it after a stop anywhere resumes it instead of starting a new one:
+
+    1/3  Key=K, Next=N: every apiserver can decrypt with N before any encrypts with it;
+    2/3  Previous=K, then Key=N, then Next removed: N encrypts, K still decrypts, every Secret is rewritten;
+    3/3  Previous removed, once 2/3's `up` (the rewrite) succeeded.
+    """
+    key, nxt, prev = config.get(KEY), config.get(NEXT), config.get(PREVIOUS)
+    finish = Stage("3/3 drop the old key", ((PREVIOUS, None),))
+    if prev and not nxt:  # 2/3 was written: its rewrite may be unfinished, so `prev` stays until it is
+        return [Stage("2/3 encrypt with the new key, rewrite every Secret (resumed)", ()), finish]
+    if prev and nxt:  # 2/3 stopped between its writes: Key is the old key still, or already the new one
+        return [Stage("2/3 encrypt with the new key, rewrite every Secret (resumed)",
+                      ((KEY, nxt), (NEXT, None))), finish]
+    first: list[Stage] = []
+    if not nxt:
+        key = key or current_on_host()
+        nxt = new_key()
+        first = [Stage("1/3 add the new key for decryption", ((KEY, key), (NEXT, nxt)))]
+    elif key:
+        first = [Stage("1/3 add the new key for decryption (resumed)", ())]
+    else:
+        raise SystemExit(f"kthw:{NEXT} is set without kthw:{KEY}: set kthw:{KEY} to the key that encrypts now")
+    return [*first, Stage("2/3 encrypt with the new key, rewrite every Secret",
+                          ((PREVIOUS, key), (KEY, nxt), (NEXT, None))), finish]
+
+
+def rotation_config(stack: auto.Stack) -> dict[str, Optional[str]]:
+    """The rotation's keys as the stack's config holds them now (secrets in plaintext, in memory only)."""
+    found = stack.get_all_config()
+    return {name: (found[f"kthw:{name}"].value if f"kthw:{name}" in found else None) for name in (KEY, NEXT, PREVIOUS)}
+
+
+def _fault(point: str) -> None:
+    """A fault-injection point for the tests (KTHW_ROTATE_STOP_AT=<point>): the rotation stops there."""
+    if os.environ.get("KTHW_ROTATE_STOP_AT") == point:
+        sys.exit(f"rotate-encryption-key: stopped at {point} (KTHW_ROTATE_STOP_AT)")
+
+
 def rotate_encryption_key(stack: auto.Stack) -> None:
-    _, encryption = on_a_controller(stack, lambda client: _run(client, f"cat {ENCRYPTION_CONFIG}"))
-    _, current = _encrypting_key(encryption)
-    upcoming = base64.b64encode(os.urandom(32)).decode()
-    stages = [
-        ("1/3 add the new key for decryption", {"encryptionKey": current, "encryptionKeyNext": upcoming}, []),
-        ("2/3 encrypt with the new key, rewrite every Secret", {"encryptionKey": upcoming,
-                                                                "encryptionKeyPrevious": current},
-         ["encryptionKeyNext"]),
-        ("3/3 drop the old key", {}, ["encryptionKeyPrevious"]),
-    ]
-    for label, secrets, removed in stages:
-        for key, value in secrets.items():
-            stacks.set_secret_config(stack, f"kthw:{key}", value)
-        for key in removed:
-            stack.remove_config(f"kthw:{key}")
+    def current_on_host() -> str:
+        _, encryption = on_a_controller(stack, lambda client: _run(client, f"cat {ENCRYPTION_CONFIG}"))
+        return _encrypting_key(encryption)[1]
+
+    plan = rotation_plan(rotation_config(stack), current_on_host, lambda: base64.b64encode(os.urandom(32)).decode())
+    for number, stage in enumerate(plan, 1):
+        for write, (key, value) in enumerate(stage.writes, 1):
+            if value is None:
+                stack.remove_config(f"kthw:{key}")
+            else:
+                stacks.set_secret_config(stack, f"kthw:{key}", value)
+            _fault(f"{stage.label[:3]}-write-{write}")
         start = time.monotonic()
         up(stack)
-        print(f"rotation {label}: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        print(f"rotation {stage.label}: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        _fault(f"{stage.label[:3]}-up")
     print(f"stack {stack.name}: Secrets are encrypted with the new key; the old one is gone", file=sys.stderr)
 
 
