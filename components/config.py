@@ -6,8 +6,8 @@ import binascii
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 
@@ -29,7 +29,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class StackConfig:
-    """The validated, typed view of the stack's `kthw:` config."""
+    """The validated, typed view of the stack's `kthw:` config: a field holds the key of its name in camelCase
+    (or of the `key` in its metadata), and its default is that of an unset key (CLOUD_DEFAULTS: where a cloud's
+    differs)."""
 
     cloud: str
     controller_count: int = 3
@@ -47,8 +49,8 @@ class StackConfig:
     api_server_dns_name: Optional[str] = None
     health_check: Optional[HealthCheckStyle] = None  # None: the cloud's default (its Infra.health_checks)
     cert_validity_hours: int = 8760
-    etcd_heartbeat_ms: int = 100
-    etcd_election_ms: int = 1000
+    etcd_heartbeat_ms: int = field(default=100, metadata={"key": "etcdHeartbeatInterval"})
+    etcd_election_ms: int = field(default=1000, metadata={"key": "etcdElectionTimeout"})
     etcd_backup_schedule: str = "hourly"  # systemd OnCalendar of the snapshot timer on every controller
     etcd_backup_keep: int = 24  # snapshots kept per controller
     etcd_restore_from: Optional[str] = None  # absolute path of a snapshot a new cluster starts from
@@ -57,7 +59,6 @@ class StackConfig:
     # writes with it; the previous one, readable until every Secret is rewritten with the new key.
     encryption_key_next: Optional[str] = field(default=None, repr=False)
     encryption_key_previous: Optional[str] = field(default=None, repr=False)
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def service_ip(self) -> str:
@@ -69,18 +70,45 @@ class StackConfig:
         return [f"controller-{i}" for i in range(self.controller_count)]
 
 
+# An unset key's value on one cloud, where it differs from StackConfig's default (by field name).
+CLOUD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "local": {"node_cidr": "198.18.0.0/24"},  # a range no real network uses (198.18.0.0/15, RFC 2544)
+}
+
+
+def _key(f: Field) -> str:
+    """The `kthw:` key a StackConfig field holds."""
+    first, *rest = f.name.split("_")
+    return f.metadata.get("key", first + "".join(word.capitalize() for word in rest))
+
+
+def defaults(cloud: Optional[str]) -> dict[str, Any]:
+    """Each `kthw:` key's value when it is unset on `cloud`."""
+    overrides = CLOUD_DEFAULTS.get(cloud or "", {})
+    return {_key(f): overrides.get(f.name, f.default) for f in fields(StackConfig) if f.default is not MISSING}
+
+
+_DEFAULT: Any = object()  # a _Reader method's default: the reader's `defaults` for the key
+
+
 class _Reader:
-    """Reads keys from a config source, collecting every problem instead of stopping at the first."""
+    """Reads keys from a config source, collecting every problem instead of stopping at the first; an unset
+    key reads as the `default` given, else as `defaults[key]` (None where it has none)."""
 
     def __init__(self, get: Callable[[str], Optional[str]]):
         self._get = get
+        self.defaults: Mapping[str, Any] = {}
         self.problems: list[str] = []
 
-    def str(self, key: str, default: Optional[str] = None) -> Optional[str]:
-        value = self._get(key)
-        return default if value is None or value == "" else value.strip()
+    def _default(self, key: str, default: Any) -> Any:
+        return self.defaults.get(key) if default is _DEFAULT else default
 
-    def int(self, key: str, default: int) -> int:
+    def str(self, key: str, default: Optional[str] = _DEFAULT) -> Optional[str]:
+        value = self._get(key)
+        return self._default(key, default) if value is None or value == "" else value.strip()
+
+    def int(self, key: str, default: int = _DEFAULT) -> int:
+        default = self._default(key, default)
         value = self._get(key)
         if value is None or value == "":
             return default
@@ -90,7 +118,8 @@ class _Reader:
             self.fail(key, f"must be a whole number, got {value!r}")
             return default
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: str, default: bool = _DEFAULT) -> bool:
+        default = self._default(key, default)
         value = self._get(key)
         if value is None or value == "":
             return default
@@ -149,27 +178,27 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
 
     `is_secret(key)` tells whether a key was set with --secret (keys that hold key material must be)."""
     r = _Reader(get)
-    default_cloud = stack if stack in CLOUDS else None
-    cloud = r.str("cloud", default_cloud)
+    cloud = r.str("cloud", stack if stack in CLOUDS else None)
     if cloud not in CLOUDS:
         r.fail("cloud", f"must be one of {', '.join(CLOUDS)}, got {cloud!r}")
+    r.defaults = defaults(cloud)
 
-    count = r.int("controllerCount", 3)
+    count = r.int("controllerCount")
     if not 1 <= count <= 7 or count % 2 == 0:
         r.fail("controllerCount", f"must be odd and between 1 and 7 (etcd needs a majority), got {count}")
 
-    k8s = r.str("kubernetesVersion", releases.DEFAULT_KUBERNETES)
+    k8s = r.str("kubernetesVersion")
     if k8s not in releases.KUBERNETES:
         r.fail("kubernetesVersion", f"must be one of the checksum table's versions "
                f"{', '.join(releases.KUBERNETES)}, got {k8s!r}")
-    etcd = r.str("etcdVersion", releases.DEFAULT_ETCD)
+    etcd = r.str("etcdVersion")
     if etcd not in releases.ETCD:
         r.fail("etcdVersion", f"must be one of the checksum table's versions {', '.join(releases.ETCD)}, got {etcd!r}")
-    require_pinned = r.bool("requirePinnedDigests", False)
+    require_pinned = r.bool("requirePinnedDigests")
 
-    service = r.str("serviceCidr", "10.32.0.0/24")
-    cluster = r.str("clusterCidr", "10.200.0.0/16")
-    node = r.str("nodeCidr", "10.240.0.0/24" if cloud != "local" else "198.18.0.0/24")
+    service = r.str("serviceCidr")
+    cluster = r.str("clusterCidr")
+    node = r.str("nodeCidr")
     nets = {key: _network(r, key, value) for key, value in
             (("serviceCidr", service), ("clusterCidr", cluster), ("nodeCidr", node))}
     for a, b in (("clusterCidr", "serviceCidr"), ("clusterCidr", "nodeCidr"), ("serviceCidr", "nodeCidr")):
@@ -181,7 +210,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     if node_problem:
         r.fail("nodeCidr", node_problem)
 
-    domain = r.str("clusterDomain", "cluster.local")
+    domain = r.str("clusterDomain")
     if not _is_dns_name(domain):
         r.fail("clusterDomain", f"must be a DNS name such as cluster.local, got {domain!r}")
 
@@ -199,7 +228,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         r.fail("adminCidrs", f"is required on {cloud}: the CIDRs that may reach SSH and 6443, "
                "e.g. pulumi config set --path 'kthw:adminCidrs[0]' 203.0.113.7/32")
 
-    provider = r.str("encryptionProvider", "secretbox")
+    provider = r.str("encryptionProvider")
     if provider not in ENCRYPTION_PROVIDERS:
         r.fail("encryptionProvider", f"must be one of {', '.join(ENCRYPTION_PROVIDERS)}, got {provider!r}")
 
@@ -216,23 +245,23 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
             r.fail("healthCheck", f"must be one of {', '.join(s.value for s in HealthCheckStyle)}, "
                    f"got {health_name!r}")
 
-    validity = r.int("certValidityHours", 8760)
+    validity = r.int("certValidityHours")
     if not 1 <= validity <= 87600:
         r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
 
-    heartbeat = r.int("etcdHeartbeatInterval", 100)
-    election = r.int("etcdElectionTimeout", 1000)
+    heartbeat = r.int("etcdHeartbeatInterval")
+    election = r.int("etcdElectionTimeout")
     if not 10 <= heartbeat <= 5000:
         r.fail("etcdHeartbeatInterval", f"must be between 10 and 5000 ms, got {heartbeat}")
     if not 5 * heartbeat <= election <= 50000:
         r.fail("etcdElectionTimeout", f"must be at least 5 x etcdHeartbeatInterval ({5 * heartbeat} ms) "
                f"and at most 50000 ms, got {election}")
 
-    schedule = r.str("etcdBackupSchedule", "hourly")
+    schedule = r.str("etcdBackupSchedule")
     if not re.fullmatch(r"[A-Za-z0-9*:,./~ -]{1,100}", schedule):
         r.fail("etcdBackupSchedule", f"must be a systemd OnCalendar expression such as hourly or "
                f"'*-*-* 00/6:00:00', got {schedule!r}")
-    keep = r.int("etcdBackupKeep", 24)
+    keep = r.int("etcdBackupKeep")
     if not 1 <= keep <= 1000:
         r.fail("etcdBackupKeep", f"must be between 1 and 1000 snapshots, got {keep}")
     restore = r.str("etcdRestoreFrom")

@@ -1,7 +1,9 @@
 """Bad config values are refused before any resource exists, each with a message naming the key."""
+from dataclasses import replace
+
 import pytest
 
-from components.config import ConfigError, parse
+from components.config import CLOUD_DEFAULTS, ConfigError, StackConfig, defaults, parse
 from harness import run_program
 
 AZURE = {"cloud": "azure", "adminCidrs": '["203.0.113.7/32"]'}
@@ -60,6 +62,17 @@ def test_defaults():
     assert cfg.encryption_provider == "secretbox"
     assert cfg.service_ip == "10.32.0.1"
     assert cfg.controller_names == ["controller-0", "controller-1", "controller-2"]
+
+
+@pytest.mark.parametrize("cloud", ["azure", "gcp", "local"])
+def test_an_unset_key_is_its_field_default(cloud):
+    """StackConfig's fields (and CLOUD_DEFAULTS) are the only defaults: parse reads every key they name."""
+    values = {"cloud": cloud} if cloud == "local" else {"cloud": cloud, "adminCidrs": "203.0.113.7/32"}
+    asked: list[str] = []
+    cfg = parse(lambda key: asked.append(key) or values.get(key))
+    assert set(defaults(cloud)) <= set(asked), set(defaults(cloud)) - set(asked)
+    assert cfg == replace(StackConfig(cloud=cloud, **CLOUD_DEFAULTS.get(cloud, {})), admin_cidrs=cfg.admin_cidrs)
+    assert defaults("local")["nodeCidr"] == "198.18.0.0/24" and defaults("azure")["nodeCidr"] == "10.240.0.0/24"
 
 
 def test_stack_name_picks_the_cloud_when_unset():
