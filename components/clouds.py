@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import pulumi
 
@@ -15,10 +15,9 @@ Getter = Callable[[str], Optional[str]]
 
 @dataclass
 class Cloud:
-    """A validated cloud choice: its settings, and how to build its infra component."""
+    """A validated cloud choice: its name, and how to build its infra component."""
 
     name: str
-    settings: Any
     build: Callable[[str], InfraOutputs]
 
 
@@ -44,13 +43,13 @@ def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
 
         settings = load_azure_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
-        return Cloud("azure", settings, lambda name: AzureInfra(name, AzureInfraArgs(config=cfg, azure=settings)).outputs)
+        return Cloud("azure", lambda name: AzureInfra(name, AzureInfraArgs(config=cfg, azure=settings)).outputs)
     if cfg.cloud == "gcp":
         from components.gcp import GcpInfra, GcpInfraArgs, load_gcp_config
 
         settings = load_gcp_config(get, cfg, is_secret=is_secret)
         _require_official_checksums(cfg)
-        return Cloud("gcp", settings, lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
+        return Cloud("gcp", lambda name: GcpInfra(name, GcpInfraArgs(config=cfg, gcp=settings)).outputs)
     from components.local import LocalInfra, LocalInfraArgs, LocalLayout, ManifestError, release_source
 
     args = LocalInfraArgs(config=cfg)
@@ -60,4 +59,4 @@ def load(cfg: StackConfig, get: Optional[Getter] = None) -> Cloud:
     except ManifestError as err:
         raise ConfigError([f"kthw:kubernetesVersion {cfg.kubernetes_version} / kthw:etcdVersion "
                            f"{cfg.etcd_version}: {err} (run scripts/toolchain/build)"]) from err
-    return Cloud("local", args, lambda name: LocalInfra(name, args).outputs)
+    return Cloud("local", lambda name: LocalInfra(name, args).outputs)

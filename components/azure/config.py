@@ -7,12 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import pulumi
-
 from components.azure import regions
 from components.boot import DEFAULT_ADMIN_USERNAME
 from components.cloud_common import read_ssh_key_pair
-from components.config import ConfigError, StackConfig, _Reader, is_secret
+from components.config import ConfigError, StackConfig, _Reader
 from components.infra import HealthChecks, HealthCheckStyle
 
 DEFAULT_LOCATION = "eastus2"
@@ -130,8 +128,3 @@ def _image(r: _Reader) -> ImageRef:
                f"got {urn!r}")
         return ImageRef(*DEFAULT_IMAGE.split(":"))
     return ImageRef(*parts)
-
-
-def load(config: StackConfig) -> AzureConfig:
-    """Read and validate the current stack's Azure keys (a private key must be a config secret)."""
-    return load_azure_config(pulumi.Config("kthw").get, config, is_secret)

@@ -53,9 +53,7 @@ def _security_rule(rule: Rule, destination: str) -> network.SecurityRuleArgs:
 
 @dataclass
 class Network:
-    vnet: network.VirtualNetwork
     subnet: network.Subnet
-    nsg: network.NetworkSecurityGroup
     nat_gateway: network.NatGateway
     egress_ip: network.PublicIPAddress
 
@@ -89,4 +87,4 @@ def create_network(site: Site, config: StackConfig) -> Network:
         nat_gateway=network.SubResourceArgs(id=nat_gateway.id),
         default_outbound_access=False,  # implicit outbound is going away; the NAT gateway is explicit
         opts=site.opts())
-    return Network(vnet=vnet, subnet=subnet, nsg=nsg, nat_gateway=nat_gateway, egress_ip=egress_ip)
+    return Network(subnet=subnet, nat_gateway=nat_gateway, egress_ip=egress_ip)

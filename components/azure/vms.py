@@ -25,7 +25,6 @@ class Controller:
     private_ip: str
     zone: Optional[str]
     public_ip: network.PublicIPAddress  # SSH for the bootstrap (inbound only: egress is the NAT gateway)
-    nic: network.NetworkInterface
     vm: compute.VirtualMachine
 
 
@@ -79,5 +78,5 @@ def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subn
             diagnostics_profile=compute.DiagnosticsProfileArgs(
                 boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # managed storage: serial log
             opts=site.opts())
-        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, nic=nic, vm=vm))
+        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, vm=vm))
     return controllers

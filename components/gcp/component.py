@@ -43,8 +43,9 @@ class GcpInfra(Infra):
         instances = vms.create_instances(name, names=names, ips=ips, gcp_config=gcp_config, subnet=net.subnet,
                                          target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
                                          parent=self)
-        lb = create_load_balancer(name, project=project, region=region, address=address, instances=instances,
-                                  cluster_domain=config.cluster_domain, api_port=API_PORT, parent=self)
+        forwarding_rule = create_load_balancer(name, project=project, region=region, address=address,
+                                               instances=instances, cluster_domain=config.cluster_domain,
+                                               api_port=API_PORT, parent=self)
 
         hosts = [
             ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
@@ -61,6 +62,6 @@ class GcpInfra(Infra):
             health_check=self.health_check,
             releases=official_release_source(config),
             api_port=API_PORT,
-            ready=[*instances, *net.firewalls, lb.forwarding_rule, *booted],
+            ready=[*instances, *net.firewalls, forwarding_rule, *booted],
         )
         return outputs, {}

@@ -6,7 +6,6 @@ controller answers it by proxying to the apiserver's https://127.0.0.1:6443/read
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import pulumi
@@ -22,14 +21,6 @@ def health_check_host(cluster_domain: str) -> str:
     return f"kubernetes.default.svc.{cluster_domain}"
 
 
-@dataclass
-class LoadBalancer:
-    address: gcp.compute.Address
-    health_check: gcp.compute.HttpHealthCheck
-    pool: gcp.compute.TargetPool
-    forwarding_rule: gcp.compute.ForwardingRule
-
-
 def create_address(name: str, *, project: str, region: str, parent: pulumi.Resource) -> gcp.compute.Address:
     """The static regional external address of the API (known before the VMs, for the certificates)."""
     return gcp.compute.Address(
@@ -40,8 +31,9 @@ def create_address(name: str, *, project: str, region: str, parent: pulumi.Resou
 
 def create_load_balancer(name: str, *, project: str, region: str, address: gcp.compute.Address,
                          instances: Sequence[gcp.compute.Instance], cluster_domain: str, api_port: int,
-                         parent: pulumi.Resource) -> LoadBalancer:
-    """Health check, target pool of every controller, and the forwarding rule at the static address."""
+                         parent: pulumi.Resource) -> gcp.compute.ForwardingRule:
+    """Health check, target pool of every controller, and the forwarding rule at the static address (returned:
+    it depends on the others)."""
     opts = pulumi.ResourceOptions(parent=parent)
     check = gcp.compute.HttpHealthCheck(
         f"{name}-api-health", project=project, description="Kubernetes API readiness through nginx /healthz",
@@ -55,4 +47,4 @@ def create_load_balancer(name: str, *, project: str, region: str, address: gcp.c
         f"{name}-api-forwarding", project=project, region=region, ip_address=address.address,
         ip_protocol="TCP", port_range=str(api_port), target=pool.self_link,
         load_balancing_scheme="EXTERNAL", network_tier="PREMIUM", opts=opts)
-    return LoadBalancer(address=address, health_check=check, pool=pool, forwarding_rule=rule)
+    return rule

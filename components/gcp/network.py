@@ -15,7 +15,6 @@ SSH_PORT = 22
 
 @dataclass
 class Network:
-    network: gcp.compute.Network
     subnet: gcp.compute.Subnetwork
     firewalls: list[gcp.compute.Firewall]
 
@@ -48,4 +47,4 @@ def create_network(name: str, *, project: str, region: str, node_cidr: str, clus
         description="Google's legacy HTTP health checks reach nginx's /healthz proxy",
         source_ranges=list(HEALTH_CHECK_RANGES), target_tags=[target_tag],
         allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(HEALTH_CHECK_PORT)])], opts=net_opts)
-    return Network(network=network, subnet=subnet, firewalls=[internal, external, health])
+    return Network(subnet=subnet, firewalls=[internal, external, health])
