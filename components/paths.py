@@ -20,6 +20,8 @@ class HostPaths:
     systemd: str = "/etc/systemd/system"  # units
     etcd_backups: str = "/var/backups/etcd"  # the snapshot timer's snapshots
     healthz_site: str = "/etc/nginx/sites-available/kubernetes-healthz"  # the LB health proxy's nginx site
+    apt_lock: str = "/run/lock/kthw-apt.lock"  # one apt-get at a time across kthw's parallel steps
+    staged: str = "/var/lib/kthw/staged"  # new files and service binaries wait here (0700) for their service's switch
     restore: str = ".kthw-restore"  # under the login user's home (0700): where a snapshot to restore is copied
 
     def unit(self, name: str) -> str:
@@ -28,6 +30,17 @@ class HostPaths:
 
     def binary(self, name: str) -> str:
         return f"{self.bin}/{name}"
+
+    @property
+    def staged_files(self) -> str:
+        """Where the files step unpacks a node's files, each under its live path."""
+        return f"{self.staged}/files"
+
+    def staged_file(self, path: str) -> str:
+        return f"{self.staged_files}{path}"
+
+    def staged_binary(self, name: str) -> str:
+        return f"{self.staged}/bin/{name}"
 
 
 HOST = HostPaths()

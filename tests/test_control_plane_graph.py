@@ -85,7 +85,7 @@ def test_binaries_are_verified_against_the_pinned_or_published_digests(graph):
     assert f'fetch "{apiserver}" "{published_digest(apiserver + ".sha256")}"' in script  # resolved
     assert f'/kubectl" "{FAKE_SHA}"' in script and "etcd.tar.gz" not in script  # pinned
     etcd = step(graph, "controller-0", "etcd-binaries").input("create")
-    assert etcd.count("fetch \"") == 1 and "kube-apiserver" not in etcd
+    assert etcd.count("fetch \"") == 1 and "release/v1.36.3" not in etcd
     assert f'fetch "https://dl.example/etcd/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz" "{FAKE_SHA}"' in etcd
 
 
@@ -101,10 +101,18 @@ def test_one_digests_resource_after_the_gate_feeds_every_install_and_the_drift_e
     for node in NODES:
         drift = graph.named(f"kthw-control-plane-{node}-drift")
         assert digests.urn in drift.depends_on()
-        binaries = drift.input("expected")["binaries"]["files"]
-        assert binaries == {f"/usr/local/bin/{name}": FAKE_SHA if name == "kubectl" else
-                            published_digest(f"{KUBERNETES_BASE}/release/v1.36.3/bin/linux/amd64/{name}.sha256")
-                            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")}
+        expected = drift.input("expected")
+
+        def published(name: str) -> str:
+            return published_digest(f"{KUBERNETES_BASE}/release/v1.36.3/bin/linux/amd64/{name}.sha256")
+        # The binaries step answers for the staged service binaries and the live kubectl ...
+        assert expected["binaries"]["files"] == {
+            "/usr/local/bin/kubectl": FAKE_SHA,
+            **{f"/var/lib/kthw/staged/bin/{name}": published(name)
+               for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}}
+        # ... and each service's step for its live binary.
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            assert expected[name]["files"][f"/usr/local/bin/{name}"] == published(name)
 
 
 def test_etcd_waits_only_for_its_own_download_and_the_apiserver_for_the_kube_binaries(graph):

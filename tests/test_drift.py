@@ -121,10 +121,12 @@ def test_every_host_records_its_files_units_and_binaries():
     state = graph.named("kthw-control-plane-controller-0-drift")
     expected = state.input("expected")
     assert set(expected) == {"files", "binaries", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-    assert "/var/lib/kubernetes/apiserver-key.pem" in expected["files"]["files"]
+    assert "/var/lib/kthw/staged/files/var/lib/kubernetes/apiserver-key.pem" in expected["files"]["files"]
+    assert "/var/lib/kubernetes/apiserver-key.pem" in expected["kube-apiserver"]["files"]
+    assert "/var/lib/kubernetes/apiserver-key.pem" not in expected["kube-scheduler"]["files"]
     assert expected["kube-scheduler"]["units"] == ["kube-scheduler"]
-    assert set(expected["binaries"]["files"]) == {f"/usr/local/bin/{b}" for b in
-                                                  ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")}
+    assert set(expected["binaries"]["files"]) == {"/usr/local/bin/kubectl", *(
+        f"/var/lib/kthw/staged/bin/{b}" for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"))}
     assert state.is_secret("private_key") and "private_key" in state.additional_secret_outputs
     assert not any("PRIVATE KEY" in str(v) for v in expected["files"]["files"].values())
 

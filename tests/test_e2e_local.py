@@ -209,10 +209,12 @@ TAMPERS = [
     ("an apiserver flag edited", 1, "sed -i 's/--v=1/--v=4/' /etc/systemd/system/kube-apiserver.service",
      "kube-apiserver: /etc/systemd/system/kube-apiserver.service changed"),
     ("a cert deleted", 2, "rm /var/lib/kubernetes/apiserver-kubelet-client.pem",
-     "files: /var/lib/kubernetes/apiserver-kubelet-client.pem is missing"),
+     "kube-apiserver: /var/lib/kubernetes/apiserver-kubelet-client.pem is missing"),
     ("the encryption config changed", 0, "sed -i 's/secretbox/aescbc/' /var/lib/kubernetes/encryption-config.yaml",
-     "files: /var/lib/kubernetes/encryption-config.yaml changed"),
+     "kube-apiserver: /var/lib/kubernetes/encryption-config.yaml changed"),
     ("the scheduler stopped", 1, "systemctl stop kube-scheduler", "kube-scheduler: kube-scheduler is inactive"),
+    ("a staged cert deleted", 0, "rm /var/lib/kthw/staged/files/etc/etcd/peer.pem",
+     "files: /var/lib/kthw/staged/files/etc/etcd/peer.pem is missing"),
 ]
 
 
@@ -234,6 +236,8 @@ def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     """The install script, as the bootstrap renders it, with one wrong digest: it stops, installs nothing."""
     import json
 
+    from components.paths import HOST
+    from components.phases.components import SERVICE_BINARIES
     from components.release_digests import digest_key
     from components.render import render
 
@@ -249,13 +253,15 @@ def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     artifacts = [artifact(n, "v1.36.3") for n in ("kube-apiserver", "kube-scheduler")]
     artifacts[1]["sha256"] = "0" * 64  # kube-scheduler's digest no longer matches what the server has
     etcd = artifact("etcd", "v3.6.14")
-    script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3",
+    script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3", services=SERVICE_BINARIES,
                     kubernetes=artifacts, etcd={**etcd, "version": "v3.6.14"})
-    before = stack.host(0, "sha256sum /usr/local/bin/kube-apiserver /usr/local/bin/kube-scheduler").stdout
+    binaries = " ".join(f"{d}/{n}" for d in (HOST.bin, HOST.staged_binary("").rstrip("/"))
+                        for n in ("kube-apiserver", "kube-scheduler"))
+    before = stack.host(0, f"sha256sum {binaries}").stdout
     result = stack.host(0, script, check=False, timeout=300)
     assert result.returncode != 0
     assert "checksum mismatch" in result.stderr and "kube-scheduler" in result.stderr and "nothing installed" in result.stderr
-    assert stack.host(0, "sha256sum /usr/local/bin/kube-apiserver /usr/local/bin/kube-scheduler").stdout == before
+    assert stack.host(0, f"sha256sum {binaries}").stdout == before  # neither live nor staged changed
 
 
 def test_losing_a_controller_keeps_the_api_up_and_up_heals_it(stack):

@@ -8,6 +8,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.phases.cluster import Cluster
+from components.phases.components import SERVICE_BINARIES
 from components.phases.remote import RemoteSteps
 from components.paths import HOST
 from components.release_digests import digest_key
@@ -32,7 +33,7 @@ def install_script(cluster: Cluster, kubernetes: bool = False, etcd: bool = Fals
         def artifact(name: str, version: str, url: str) -> dict[str, str]:
             return {"name": name, "url": url, "sha256": digest(digests, name, version)}
 
-        return render("common/install-binaries.sh.j2", kubernetes_version=k8s_version,
+        return render("common/install-binaries.sh.j2", kubernetes_version=k8s_version, services=SERVICE_BINARIES,
                       kubernetes=[artifact(n, k8s_version, releases.kubernetes_url(n, k8s_version))
                                   for n in KUBERNETES_BINARIES] if kubernetes else [],
                       etcd={**artifact(ETCD_ARTIFACT, etcd_version, releases.etcd_url(etcd_version)),
@@ -40,11 +41,15 @@ def install_script(cluster: Cluster, kubernetes: bool = False, etcd: bool = Fals
     return cluster.digests.apply(script_for)
 
 
-def expected_binaries(cluster: Cluster) -> pulumi.Output[dict[str, str]]:
-    """path -> sha256 of every installed Kubernetes binary (the drift probe's expectation)."""
+def expected_binaries(cluster: Cluster, live: bool = False) -> pulumi.Output[dict[str, str]]:
+    """path -> sha256 of every Kubernetes binary as the binaries step leaves it (staged service binaries, live
+    tools), or, with `live`, of the service binaries in place (the drift probe's expectations)."""
     version = cluster.config.kubernetes_version
-    return cluster.digests.apply(lambda digests: {
-        HOST.binary(name): digest(digests, name, version) for name in KUBERNETES_BINARIES})
+
+    def where(name: str) -> str:
+        return HOST.staged_binary(name) if name in SERVICE_BINARIES and not live else HOST.binary(name)
+    names = [n for n in KUBERNETES_BINARIES if not live or n in SERVICE_BINARIES]
+    return cluster.digests.apply(lambda digests: {where(n): digest(digests, n, version) for n in names})
 
 
 def binaries(cluster: Cluster, run: RemoteSteps, depends_on: Sequence[pulumi.Resource]

@@ -1,15 +1,16 @@
 """The services kthw runs on every controller, as one table (kubespray's roles, kubeadm's static pods).
 
 Each row: the systemd unit and its template under scripts/, how its health is checked, how it first starts, how it
-restarts, and how it is removed. The files it reads are the PKI file table's rows that name it
+restarts, how it is removed, and the release binaries it runs. The files it reads are the PKI file table's rows that name it
 as a reader (`components.pki.table.FILES`); a change of any of them, of its unit or of the release versions
-restarts it. Restarts of a running service are rolling: one node at a time under a cluster-wide etcd lock, each
-healthy again before the next goes down; a first start takes no lock, so a fresh install starts every node at once.
+restarts it. Its binaries and files are staged on each node first and go live with its start, or with its restart:
+restarts of a running service are rolling, one node at a time under a cluster-wide etcd lock, each healthy again
+before the next goes down; a first start takes no lock, so a fresh install starts every node at once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from components.infra import ControllerHost
 from components.paths import HOST
@@ -33,6 +34,7 @@ class Component:
     first_start: str  # "wait-healthy": start, wait for `health`; "no-block": start (etcd members need each other:
     #                   their quorum wait is its own phase)
     delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
+    binaries: tuple[str, ...] = ()  # the release binaries it runs: staged, switched with its restart
     health_seconds: int = 180  # how long a start or restart may take to become healthy
     restart: str = "rolling"  # under the etcd lock, one node at a time (see the module docstring)
 
@@ -42,14 +44,18 @@ _REMOVE = "common/remove-service.sh.j2"
 COMPONENTS: tuple[Component, ...] = (
     #          unit                        template                                       health
     Component("etcd",                    "etcd/etcd.service.j2",                         ETCD_HEALTHY,
-              first_start="no-block", delete="etcd/remove.sh.j2"),
+              first_start="no-block", delete="etcd/remove.sh.j2", binaries=("etcd",)),
     Component("kube-apiserver",          "kube-apiserver/kube-apiserver.service.j2",     APISERVER_READY,
-              first_start="wait-healthy", delete=_REMOVE),
+              first_start="wait-healthy", delete=_REMOVE, binaries=("kube-apiserver",)),
     Component("kube-controller-manager", "kube-controller-manager/kube-controller-manager.service.j2",
-              CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy", delete=_REMOVE),
+              CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy", delete=_REMOVE,
+              binaries=("kube-controller-manager",)),
     Component("kube-scheduler",          "kube-scheduler/kube-scheduler.service.j2",     SCHEDULER_HEALTHY,
-              first_start="wait-healthy", delete=_REMOVE),
+              first_start="wait-healthy", delete=_REMOVE, binaries=("kube-scheduler",)),
 )
+
+
+SERVICE_BINARIES = tuple(b for c in COMPONENTS for b in c.binaries)
 
 
 def component(unit: str) -> Component:

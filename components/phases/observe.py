@@ -16,13 +16,21 @@ from components.paths import HOST
 
 
 def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> HostState:
+    """The files step answers for the staged files, the binaries step for the staged binaries and live tools, and
+    each service's step for its unit, its live files and its live binary (a drifted one is put back with a
+    rolling restart)."""
+    node = cluster.files[host.name]
+    staged = host_files.digests(node.contents).apply(lambda d: {HOST.staged_file(p): h for p, h in d.items()})
+    live_binaries = expected_binaries(cluster, live=True)
     expected: dict[str, pulumi.Input] = {
-        "files": {"files": host_files.digests(cluster.files[host.name].contents)},
+        "files": {"files": staged},
         "binaries": {"files": expected_binaries(cluster)},
     }
     for unit, content in cluster.units[host.name].items():
-        expected[unit] = {"files": {HOST.unit(unit): content.apply(
-            lambda c: host_files.sha256(c.rstrip("\n") + "\n"))}, "units": [unit]}
+        unit_file = content.apply(lambda c, u=unit: {HOST.unit(u): host_files.sha256(c.rstrip("\n") + "\n")})
+        files = pulumi.Output.all(unit_file, host_files.digests(node.read_by(unit)), live_binaries).apply(
+            lambda v, u=unit: {**v[0], **v[1], **{p: h for p, h in v[2].items() if p == HOST.binary(u)}})
+        expected[unit] = {"files": files, "units": [unit]}
     if healthz_proxy.wanted(cluster.infra):
         site = host_files.sha256(healthz_proxy.site(cluster.config, cluster.infra).rstrip("\n") + "\n")
         expected["nginx-healthz"] = {"files": {HOST.healthz_site: site}, "units": ["nginx"]}

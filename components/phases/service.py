@@ -13,6 +13,8 @@ from components.infra import ControllerHost
 from components.phases.cluster import Cluster, etcd_client_urls
 from components.phases.components import COMPONENTS, Component, render_unit
 from components.phases.remote import POLL_SECONDS, RemoteSteps
+from components.paths import HOST
+from components.pki.table import FILES
 from components.render import content_hash, render
 
 
@@ -31,10 +33,19 @@ def units(cfg: StackConfig, hosts: Sequence[ControllerHost], api_server_url: pul
     return {h.name: {row.unit: unit(h, row) for row in COMPONENTS} for h in hosts}
 
 
+def inputs(row: Component) -> list[dict[str, str]]:
+    """What the row's service runs on, staged by the files and binaries steps: where each waits, where it goes
+    live, its mode."""
+    files = [{"staged": HOST.staged_file(f.path), "live": f.path, "mode": f"{f.mode:04o}"}
+             for f in FILES if row.unit in f.readers]
+    return files + [{"staged": HOST.staged_binary(b), "live": HOST.binary(b), "mode": "0755"} for b in row.binaries]
+
+
 def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Component,
             depends_on: Sequence[pulumi.Resource], prestart: pulumi.Input[str] = "") -> remote.Command:
     """The row's service on `host`: installed, started (first start) or restarted (rolling), then healthy."""
     unit_content = cluster.units[host.name][row.unit]
+    staged = inputs(row)
     files = cluster.files[host.name].read_by(row.unit)
     versions = f"{cluster.config.kubernetes_version} {cluster.config.etcd_version}"
     endpoints = cluster.private_ips().apply(etcd_client_urls)
@@ -42,6 +53,6 @@ def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Compo
         lambda v: render("common/service.sh.j2", unit=row.unit, unit_content=v[0].rstrip("\n"), prestart=v[3],
                          inputs_hash=content_hash(v[0], v[1], versions), no_block=row.first_start == "no-block",
                          health=row.health, health_seconds=row.health_seconds, poll=POLL_SECONDS,
-                         lock_endpoints=v[2] if row.restart == "rolling" else ""))
+                         lock_endpoints=v[2] if row.restart == "rolling" else "", inputs=staged))
     delete = endpoints.apply(lambda e: render(row.delete, unit=row.unit, node_name=host.name, endpoints=e))
     return run.run(host, row.unit, body, delete, depends_on=depends_on)

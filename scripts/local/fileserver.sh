@@ -19,7 +19,7 @@ dir="$KTHW_FS_DIR"
 pidfile="$dir/http.pid"
 cfg="$dir/nginx.conf"
 tls="$dir/tls.pem" # the key and the cert chain: nginx reads each from the one file
-marker="-c $cfg" # the process serves what $cfg says (components/local/probe.py reads it too)
+marker="-c $cfg" # the process serves what $cfg says (components/local/liveness.py checks it too)
 
 case "${1:-}" in
   up)

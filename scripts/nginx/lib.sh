@@ -1,12 +1,12 @@
 # shellcheck shell=bash
-# The /healthz proxy site's install and removal; included into install.sh.j2 and remove.sh.j2.
+# The /healthz proxy site's install and removal; included into install.sh.j2 and remove.sh.j2 after
+# common/lib.sh.j2 (apt_get).
 # NGINX_DIR (default /etc/nginx) and KTHW_STATE_DIR (default /var/lib/kthw) exist for tests.
 
 NGINX_DIR=${NGINX_DIR:-/etc/nginx}
 HEALTHZ_SITE="$NGINX_DIR/sites-available/kubernetes-healthz"
 HEALTHZ_LINK="$NGINX_DIR/sites-enabled/kubernetes-healthz"
 NGINX_MARKER="${KTHW_STATE_DIR:-/var/lib/kthw}/nginx-installed-by-kthw"
-APT_TIMEOUT=600
 export DEBIAN_FRONTEND=noninteractive
 
 healthz_log() { printf '[kthw %s] nginx-healthz: %s\n' "$(hostname)" "$*" >&2; }
@@ -18,8 +18,8 @@ ensure_nginx() {
   command -v nginx >/dev/null 2>&1 && return 0
   healthz_log "installing nginx"
   # The lock timeout covers cloud-init or unattended-upgrades still running apt at first boot.
-  timeout "$APT_TIMEOUT" apt-get -o DPkg::Lock::Timeout=300 update -q
-  timeout "$APT_TIMEOUT" apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends nginx
+  apt_get update -q
+  apt_get install -y -q --no-install-recommends nginx
   mkdir -p "$(dirname "$NGINX_MARKER")"
   touch "$NGINX_MARKER"
 }
@@ -76,7 +76,7 @@ delete_site() {
   if [[ -f "$NGINX_MARKER" ]]; then
     healthz_log "removing nginx (installed by kthw)"
     timeout 60 systemctl disable --now nginx >/dev/null 2>&1 || true
-    timeout "$APT_TIMEOUT" apt-get -o DPkg::Lock::Timeout=120 purge -y -q nginx nginx-common || true
+    apt_get purge -y -q nginx nginx-common || true
     rm -f "$NGINX_MARKER"
   elif nginx_check 2>/dev/null; then
     timeout 60 systemctl reload nginx || true
