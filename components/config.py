@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import pulumi
 
 from components import addressing, releases
-from components.infra import HealthCheckStyle
+from components.infra import LB_PROBES, HealthCheckStyle
 
 CLOUDS = ("azure", "gcp", "local")
 ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc")
@@ -48,6 +48,7 @@ class StackConfig:
     encryption_provider: str = "secretbox"
     api_server_dns_name: Optional[str] = None
     health_check: Optional[HealthCheckStyle] = None  # None: the cloud's default (its Infra.health_checks)
+    local_lb_probe: str = "haproxy"  # local: the LB probes with its own timings, or Azure's or GCP's
     cert_validity_hours: int = 8760
     etcd_heartbeat_ms: int = field(default=100, metadata={"key": "etcdHeartbeatInterval"})
     etcd_election_ms: int = field(default=1000, metadata={"key": "etcdElectionTimeout"})
@@ -245,6 +246,13 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
             r.fail("healthCheck", f"must be one of {', '.join(s.value for s in HealthCheckStyle)}, "
                    f"got {health_name!r}")
 
+    lb_probe = r.str("localLbProbe")
+    if lb_probe not in LB_PROBES:
+        r.fail("localLbProbe", f"must be one of {', '.join(LB_PROBES)} (whose probe timings the local LB takes), "
+               f"got {lb_probe!r}")
+    elif lb_probe != "haproxy" and cloud != "local":
+        r.fail("localLbProbe", f"is for the local stack only; {cloud}'s load balancer probes with its own timings")
+
     validity = r.int("certValidityHours")
     if not 1 <= validity <= 87600:
         r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
@@ -296,7 +304,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         require_pinned_digests=require_pinned,
         service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
-        health_check=health, cert_validity_hours=validity,
+        health_check=health, local_lb_probe=lb_probe, cert_validity_hours=validity,
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
         etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
         encryption_key_next=keys["encryptionKeyNext"], encryption_key_previous=keys["encryptionKeyPrevious"],

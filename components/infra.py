@@ -48,6 +48,36 @@ class HealthChecks:
         return f"must be {can} on {self.cloud}: {self.why}, got {chosen.value!r}"
 
 
+@dataclass(frozen=True)
+class LbProbe:
+    """How often the load balancer probes a controller and how many results flip it (down, or back up)."""
+
+    interval_seconds: int
+    unhealthy_threshold: int
+    healthy_threshold: int
+    timeout_seconds: int
+
+    @property
+    def drain_seconds(self) -> int:
+        """How long an apiserver that is going down keeps serving while its /readyz fails: until the LB has
+        stopped sending to it (interval x unhealthy threshold), plus a margin of one interval (3 s at least)."""
+        return self.interval_seconds * self.unhealthy_threshold + max(self.interval_seconds, 3)
+
+    @property
+    def readmit_seconds(self) -> int:
+        """How long the LB takes to send to a controller again once it is healthy."""
+        return self.interval_seconds * self.healthy_threshold
+
+
+# Each LB's probe timings: the clouds' as their load balancers are configured (components/azure/loadbalancer.py,
+# components/gcp/lb.py), the local HAProxy's own; the local LB can take a cloud's (kthw:localLbProbe).
+LB_PROBES: dict[str, LbProbe] = {
+    "azure": LbProbe(interval_seconds=5, unhealthy_threshold=2, healthy_threshold=2, timeout_seconds=5),
+    "gcp": LbProbe(interval_seconds=5, unhealthy_threshold=3, healthy_threshold=2, timeout_seconds=3),
+    "haproxy": LbProbe(interval_seconds=1, unhealthy_threshold=2, healthy_threshold=2, timeout_seconds=2),
+}
+
+
 @dataclass
 class ControllerHost:
     """One controller as the bootstrap reaches it over SSH."""
@@ -104,6 +134,7 @@ class InfraOutputs:
     public_address: pulumi.Input[str]  # the LB's address clients and the kubeconfig use
     health_check: HealthCheckStyle
     releases: ReleaseSource
+    probe: LbProbe  # the LB's probe timings: the apiservers' drain and rolling restarts follow them
     api_port: int = API_PORT
     # Resources the bootstrap must wait for beyond the hosts' own outputs (e.g. VMs booted, LB rules).
     ready: Sequence[pulumi.Resource] = field(default_factory=list)

@@ -5,8 +5,9 @@ the controllers *run*, not what the stack last asked for: an upgrade that failed
 the old version, and then the honest rollback (back to the lowest running minor) must be allowed and a further
 jump refused. So `VersionGate` (every bootstrap step depends on it) checks twice:
 
-- in the preview and at `up` (`diff`, no host is reached): against the versions its last `up` saw running, or,
-  since that `up` may have finished, the versions it asked for; refused only when refused against both;
+- in the preview and at `up` (`diff`): against the versions the controllers run as the last refresh saw them
+  (`read`: the project refreshes before every preview and up), or, without a refresh, as its last `up` saw them
+  or the versions it asked for (that `up` may have finished): refused only when refused against both;
 - at `up` (`update`, before any host is touched): against the versions every reachable controller's apiserver
   and etcd report now (GET /version on each, over SSH); a refusal fails the `up` right there.
 """
@@ -16,14 +17,14 @@ import json
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.paths import HOST
 from components.releases import minor
 
 # (config key, gate input) of each versioned component.
 VERSIONED = (("kubernetesVersion", "kubernetes"), ("etcdVersion", "etcd"))
-PROBE_TIMEOUT_SECONDS = 20
+PROBE_TIMEOUT_SECONDS = 10
 # What each controller runs: its apiserver's and its etcd member's own /version (JSON), one line each.
 RUNNING_VERSIONS = (
     f"curl -fsS --max-time 3 --cacert {HOST.kubernetes}/ca.pem https://127.0.0.1:6443/version 2>/dev/null"
@@ -69,25 +70,33 @@ def parse_running(output: str) -> dict[str, str]:
     return found
 
 
-def observe_running(hosts: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """The versions the reachable controllers run now, per component (an unreachable host counts for nothing)."""
+def _running_on(host: Mapping[str, Any]) -> dict[str, str]:
+    """What one controller runs; nothing when it does not answer (it runs nothing we can see)."""
     from components import ssh
 
+    try:
+        client = ssh.client(host["host"], host["port"], host["user"], host["private_key"],
+                            timeout=PROBE_TIMEOUT_SECONDS)
+    except Exception:  # noqa: BLE001
+        return {}
+    try:
+        _, out, _ = ssh.run_as_root(client, RUNNING_VERSIONS, "running-versions", timeout=PROBE_TIMEOUT_SECONDS)
+        return parse_running(out.decode(errors="replace"))
+    except Exception:  # noqa: BLE001
+        return {}
+    finally:
+        client.close()
+
+
+def observe_running(hosts: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The versions the reachable controllers run now, per component, asked of every controller at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     running: dict[str, set[str]] = {field: set() for _, field in VERSIONED}
-    for host in hosts:
-        try:
-            client = ssh.client(host["host"], host["port"], host["user"], host["private_key"],
-                                timeout=PROBE_TIMEOUT_SECONDS)
-        except Exception:  # noqa: BLE001 - a host that does not answer runs nothing we can see
-            continue
-        try:
-            _, out, _ = ssh.run_as_root(client, RUNNING_VERSIONS, "running-versions", timeout=PROBE_TIMEOUT_SECONDS)
-        except Exception:  # noqa: BLE001
-            continue
-        finally:
-            client.close()
-        for field, version in parse_running(out.decode(errors="replace")).items():
-            running[field].add(version)
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        for found in pool.map(_running_on, hosts):
+            for field, version in found.items():
+                running[field].add(version)
     return {field: sorted(versions) for field, versions in running.items()}
 
 
@@ -97,12 +106,21 @@ class _GateProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult("versions", {**props, "running": {}})
 
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """On refresh: what the controllers run now (kept as it was when no controller answers)."""
+        running = observe_running(props.get("hosts") or [])
+        if any(running.values()):
+            props = {**props, "running": running, "refreshed": True}
+        return ReadResult(id_, props)
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Refuses (fails the preview, naming the key) a step that the skew policy refuses both from the versions
         the last `up` saw running and from the ones it asked for; `update` then checks what runs now."""
         problems = []
         for key, field in VERSIONED:
-            candidates = [(olds.get("running") or {}).get(field), olds.get(field)]
+            running = (olds.get("running") or {}).get(field)
+            # Refreshed: what runs decides; else what ran before the last up, or what it asked for.
+            candidates = [running] if olds.get("refreshed") and running else [running, olds.get(field)]
             found = [skew_problem(key, c, news.get(field, "")) for c in candidates if c]
             if found and all(found):
                 problems.append(found[-1])
@@ -121,7 +139,7 @@ class _GateProvider(ResourceProvider):
                 problems.append(problem)
         if problems:
             raise ValueError("; ".join(problems))
-        return UpdateResult({**news, "running": running})
+        return UpdateResult({**news, "running": running, "refreshed": False})
 
 
 class VersionGate(pulumi.dynamic.Resource):

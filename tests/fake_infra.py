@@ -7,7 +7,7 @@ import pulumi
 
 from components.config import StackConfig, parse
 from components.control_plane import ControlPlane, ControlPlaneArgs
-from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, ReleaseSource
+from components.infra import LB_PROBES, ControllerHost, HealthCheckStyle, InfraOutputs, ReleaseSource
 from components.pki import Pki, PkiArgs
 
 PUBLIC_ADDRESS = "203.0.113.50"
@@ -25,7 +25,8 @@ def fake_infra(cfg: StackConfig, health: HealthCheckStyle = HealthCheckStyle.HTT
     # (tests/harness.py's FakeCloud resolves them to `published_digest(checksum URL)`).
     pinned = {("kubectl", cfg.kubernetes_version): FAKE_SHA, ("etcd", cfg.etcd_version): FAKE_SHA}
     releases = ReleaseSource(kubernetes_base=KUBERNETES_BASE, etcd_base=ETCD_BASE, pinned=pinned)
-    return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases)
+    return InfraOutputs(hosts=hosts, public_address=PUBLIC_ADDRESS, health_check=health, releases=releases,
+                        probe=LB_PROBES["haproxy"])
 
 
 def config(**values) -> StackConfig:

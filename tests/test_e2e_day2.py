@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 NODE_CIDR = "198.18.0.64/26"  # apart from test_e2e_local's 198.18.0.128/25 and a user's own stack
 PROBE_INTERVAL = 0.5
 GAPS: dict[str, float] = {}
+FAILED: dict[str, int] = {}  # failed probes through the LB per operation: each must be 0
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def probing(stack: LocalStack, label: str):
             run_start = t if run_start is None else run_start
             longest = max(longest, t - run_start + PROBE_INTERVAL)
     GAPS[label] = round(longest, 2)
-    failed = sum(1 for _, ok in results if not ok)
+    failed = FAILED[label] = sum(1 for _, ok in results if not ok)
     print(f"\n[{label}] {len(results)} probes, {failed} failed, longest failure run {longest:.2f} s")
     assert len(results) > 10, "the probe loop did not run"
 
@@ -80,7 +81,11 @@ def members(stack: LocalStack) -> list[str]:
 
 
 def test_up_and_write_data(stack):
+    # The LB probes with Azure's timings (every 5 s, 2 failures to take a backend out): the apiservers' drain and
+    # rolling restarts follow them, and every operation below must lose no request through the LB.
+    stack.set_config(localLbProbe="azure")
     stack.up(label="up (3 controllers)")
+    assert "default-server inter 5s fall 2 rise 2" in (stack.layout().lb_dir / "haproxy.cfg").read_text()
     stack.kubectl("create", "namespace", "day2")
     stack.kubectl("-n", "day2", "create", "secret", "generic", "before", "--from-literal=token=kept-across-day-2")
     assert stack.kubectl("version", "-o", "json").stdout.count(DEFAULT_KUBERNETES) >= 1
@@ -118,11 +123,41 @@ def secret_value(stack: LocalStack) -> str:
     return base64.b64decode(raw).decode()
 
 
+def running_apiserver(stack: LocalStack, index: int) -> str:
+    ip = stack.layout().hosts[index].ip
+    out = stack.host(index, f"curl -fsS --cacert /var/lib/kubernetes/ca.pem https://{ip}:6443/version").stdout
+    return json.loads(out)["gitVersion"]
+
+
+def test_a_failed_upgrade_can_be_rolled_back_or_run_again(stack):
+    """controller-2 cannot download (its curl fails): the upgrade fails there, after the others rolled. Nothing
+    new runs on controller-2 (its binaries are staged, never switched outside the roll); the rollback to the
+    lowest running version is allowed (a further jump is not: tests/test_version_skew.py); the next test runs the
+    upgrade again, to the end."""
+    stack.set_config(kubernetesVersion=NEXT_KUBERNETES)
+    stack.host(2, "printf '#!/bin/sh\\nexit 7\\n' >/usr/local/sbin/curl && chmod 0755 /usr/local/sbin/curl")
+    try:
+        with probing(stack, "failed upgrade"):
+            failed = stack.up(label="up (upgrade, controller-2 cannot download)", check=False)
+    finally:
+        stack.host(2, "rm -f /usr/local/sbin/curl")
+    assert failed.returncode != 0
+    assert running_apiserver(stack, 2) == DEFAULT_KUBERNETES
+    live = stack.host(2, "/usr/local/bin/kube-apiserver --version").stdout.strip()
+    assert live == f"Kubernetes {DEFAULT_KUBERNETES}", live
+    assert FAILED["failed upgrade"] == 0, f"{FAILED['failed upgrade']} probes failed"
+    stack.set_config(kubernetesVersion=DEFAULT_KUBERNETES)
+    rollback = stack.pulumi("preview", "--json", check=False, timeout=600)
+    stack.set_config(kubernetesVersion=NEXT_KUBERNETES)
+    assert rollback.returncode == 0, rollback.stdout[-3000:]  # the honest rollback is allowed
+    assert not [c for c in json.loads(rollback.stdout).get("diagnostics", []) if c["severity"] == "error"]
+
+
 def test_rolling_upgrade_keeps_the_api_answering(stack):
     stack.set_config(kubernetesVersion=NEXT_KUBERNETES)
     with probing(stack, "upgrade"):
         stack.up(label=f"up (upgrade to {NEXT_KUBERNETES})")
-    assert GAPS["upgrade"] <= PROBE_INTERVAL, f"the API failed for {GAPS['upgrade']} s during the upgrade"
+    assert FAILED["upgrade"] == 0, f"{FAILED['upgrade']} probes failed during the upgrade ({GAPS['upgrade']} s)"
     for i in range(3):
         ip = stack.layout().hosts[i].ip
         version = stack.host(i, f"curl -fsS --cacert /var/lib/kubernetes/ca.pem https://{ip}:6443/version").stdout
@@ -157,11 +192,14 @@ def scale(stack: LocalStack, before: int, after: int) -> None:
     assert members(stack) == names
     assert sorted(backend_states(stack)) == names
     wait_for(f"all {after} backends UP", lambda: set(backend_states(stack).values()) == {"UP"}, 30)
-    assert GAPS[label] <= PROBE_INTERVAL, f"the API failed for {GAPS[label]} s"
+    assert FAILED[label] == 0, f"{FAILED[label]} probes failed ({GAPS[label]} s)"
     assert secret_value(stack) == "kept-across-day-2"
 
 
 def test_scale_to_five_adds_etcd_members_and_backends(stack):
+    """With one etcd member stopped, the scale-up still works: the refresh sees the stopped member (drift), the
+    up starts it again, and the joiners wait (bounded) until a quorum of the larger cluster can be kept."""
+    stack.host(1, "systemctl stop etcd")
     scale(stack, 3, 5)
     endpoints = stack.host(4, "grep -o 'etcd-servers=[^ ]*' /etc/systemd/system/kube-apiserver.service").stdout
     assert endpoints.count(":2379") == 5
@@ -190,7 +228,7 @@ def test_renewed_certificates_roll_out_like_an_upgrade(stack, tmp_path):
     stack.set_config(certValidityHours="4380")
     with probing(stack, "certificate renewal"):
         stack.up(label="up (renew certificates: 8760 h -> 4380 h)")
-    assert GAPS["certificate renewal"] <= PROBE_INTERVAL
+    assert FAILED["certificate renewal"] == 0, f"{FAILED['certificate renewal']} probes failed"
     renewed = stack.outputs()["certificateExpiry"]
     assert renewed["ca"] == expiry["ca"], "a leaf renewal must not re-issue the CA"
     assert renewed["apiserver"] < expiry["apiserver"] and renewed["etcd-ca"] == expiry["etcd-ca"]

@@ -161,9 +161,10 @@ def test_preview_and_second_up_are_clean(stack):
 
 
 def test_http_healthz_proxy_probe_follows_the_apiserver(stack):
-    stack.set_config(healthCheck="http-healthz-proxy")
-    stack.up(label="up (switch to http-healthz-proxy)")
-    assert stack.host(2, "curl -fsS -H 'Host: kubernetes.default.svc.cluster.local' http://127.0.0.1/healthz").stdout
+    """With a cluster domain of its own: nginx answers for it, and the LB asks for it (every backend UP)."""
+    stack.set_config(healthCheck="http-healthz-proxy", clusterDomain="kthw.test")
+    stack.up(label="up (switch to http-healthz-proxy, clusterDomain kthw.test)")
+    assert stack.host(2, "curl -fsS -H 'Host: kubernetes.default.svc.kthw.test' http://127.0.0.1/healthz").stdout
     wait_for("all backends up", lambda: set(backend_states(stack).values()) == {"UP"}, 60)
     stack.host(2, "systemctl stop kube-apiserver")
     try:

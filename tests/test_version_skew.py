@@ -116,3 +116,21 @@ def test_a_controller_that_does_not_answer_runs_nothing_we_count():
         closed = s.getsockname()[1]
     hosts = [{"host": "127.0.0.1", "port": closed, "user": "kthw", "private_key": "not a key"}]
     assert observe_running(hosts) == {"kubernetes": [], "etcd": []}
+
+
+def test_a_refresh_sees_what_runs_and_the_preview_decides_from_it(monkeypatch):
+    """After a finished upgrade the last up saw v1.36.3 running; a refresh sees v1.37.2 everywhere, so the
+    preview itself refuses the downgrade (without a refresh it could not tell and `up` would refuse it)."""
+    from components import version_skew
+
+    provider = _GateProvider()
+    olds = gate_state("v1.37.2", ["v1.36.3"])
+    back = {**olds, "kubernetes": "v1.36.3"}
+    assert provider.diff("versions", olds, back).changes  # unrefreshed: allowed here, checked at up
+    monkeypatch.setattr(version_skew, "observe_running",
+                        lambda hosts: {"kubernetes": ["v1.37.2"], "etcd": ["v3.6.14"]})
+    refreshed = provider.read("versions", olds).outs
+    with pytest.raises(ValueError, match="cannot go down a minor version"):
+        provider.diff("versions", refreshed, back)
+    monkeypatch.setattr(version_skew, "observe_running", lambda hosts: {"kubernetes": [], "etcd": []})
+    assert provider.read("versions", olds).outs == olds  # nobody answers: nothing learned

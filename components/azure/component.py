@@ -8,7 +8,7 @@ import pulumi
 import pulumi_azure_native.resources as resources
 
 from components.azure.config import HEALTH_CHECKS, AzureConfig
-from components.azure.loadbalancer import create_load_balancer
+from components.azure.loadbalancer import AZURE_PROBE, create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
 from components.azure.vms import create_controllers
@@ -53,6 +53,7 @@ class AzureInfra(Infra):
                   for host, c in zip(hosts, controllers)]
 
         outputs = InfraOutputs(
+            probe=AZURE_PROBE,
             hosts=hosts,
             public_address=lb.public_ip.ip_address,
             health_check=self.health_check,

@@ -14,16 +14,19 @@ from components.azure import regions
 from components.azure.config import AzureConfig
 from components.azure.publicip import static_public_ip
 from components.azure.site import Site
-from components.infra import API_PORT, HealthCheckStyle
+from components.infra import API_PORT, LB_PROBES, HealthCheckStyle
 
 FRONTEND = "api"
 BACKEND_POOL = "controllers"
 PROBE = "apiserver"
+AZURE_PROBE = LB_PROBES["azure"]
 
 
 def probe_args(style: HealthCheckStyle) -> network.ProbeArgs:
     """The 6443 probe: HTTPS GET /readyz (anonymous by default in the apiserver) or a TCP connect."""
-    common = {"name": PROBE, "port": API_PORT, "interval_in_seconds": 5, "probe_threshold": 2}
+    # Azure's probeThreshold counts consecutive results either way: it is both thresholds.
+    common = {"name": PROBE, "port": API_PORT, "interval_in_seconds": AZURE_PROBE.interval_seconds,
+              "probe_threshold": AZURE_PROBE.unhealthy_threshold}
     if style is HealthCheckStyle.TCP:
         return network.ProbeArgs(protocol="Tcp", **common)
     return network.ProbeArgs(protocol="Https", request_path="/readyz", **common)

@@ -11,7 +11,7 @@ from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
 from components.gcp import instances as vms
 from components.gcp.config import HEALTH_CHECKS, GcpConfig
-from components.gcp.lb import create_address, create_load_balancer
+from components.gcp.lb import GCP_PROBE, create_address, create_load_balancer
 from components.gcp.network import create_network
 from components.infra import API_PORT, ControllerHost, Infra, InfraOutputs
 
@@ -57,6 +57,7 @@ class GcpInfra(Infra):
         booted = [wait_for_boot(f"{name}-{host.name}-booted", host, after=[instance], parent=self)
                   for host, instance in zip(hosts, instances)]
         outputs = InfraOutputs(
+            probe=GCP_PROBE,
             hosts=hosts,
             public_address=address.address,
             health_check=self.health_check,

@@ -12,6 +12,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.network import HEALTH_CHECK_PORT
+from components.infra import LB_PROBES
+
+GCP_PROBE = LB_PROBES["gcp"]
 
 HEALTH_CHECK_PATH = "/healthz"
 
@@ -38,7 +41,8 @@ def create_load_balancer(name: str, *, project: str, region: str, address: gcp.c
     check = gcp.compute.HttpHealthCheck(
         f"{name}-api-health", project=project, description="Kubernetes API readiness through nginx /healthz",
         port=HEALTH_CHECK_PORT, request_path=HEALTH_CHECK_PATH, host=health_check_host(cluster_domain),
-        check_interval_sec=5, timeout_sec=3, healthy_threshold=2, unhealthy_threshold=3, opts=opts)
+        check_interval_sec=GCP_PROBE.interval_seconds, timeout_sec=GCP_PROBE.timeout_seconds,
+        healthy_threshold=GCP_PROBE.healthy_threshold, unhealthy_threshold=GCP_PROBE.unhealthy_threshold, opts=opts)
     pool = gcp.compute.TargetPool(
         f"{name}-api-pool", project=project, region=region, session_affinity="NONE",
         instances=[i.self_link for i in instances],

@@ -35,7 +35,8 @@ import pulumi_command as command
 from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
 from components.cloud_common import ssh_key
 from components.config import StackConfig
-from components.infra import API_PORT, ControllerHost, HealthChecks, HealthCheckStyle, Infra, InfraOutputs
+from components.infra import (API_PORT, LB_PROBES, ControllerHost, HealthChecks, HealthCheckStyle, Infra, InfraOutputs,
+                              LbProbe)
 from components.local import liveness
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
@@ -60,10 +61,12 @@ class LocalInfraArgs:
 
 
 def render_haproxy(layout: LocalLayout, health_check: HealthCheckStyle, api_port: int = API_PORT,
-                   ca_file: Optional[str] = None) -> str:
+                   ca_file: Optional[str] = None, probe: LbProbe = LB_PROBES["haproxy"],
+                   cluster_domain: str = "cluster.local") -> str:
     return render("local/haproxy.cfg.j2", stack=layout.stack, health_check=health_check.value,
                   stats_socket=str(layout.stats_socket), bind_address=layout.gateway, api_port=api_port,
-                  backends=[{"name": h.name, "ip": h.ip} for h in layout.hosts], ca_file=ca_file)
+                  backends=[{"name": h.name, "ip": h.ip} for h in layout.hosts], ca_file=ca_file, probe=probe,
+                  healthz_host=f"kubernetes.default.svc.{cluster_domain}")
 
 
 class LocalInfra(Infra):
@@ -161,7 +164,9 @@ class LocalInfra(Infra):
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
                                         instance=pulumi.Output.format("{0} generation {1}", host_cmd.id, generation)))
 
-        haproxy_cfg = render_haproxy(layout, self.health_check)
+        # HAProxy probes as the chosen LB would (kthw:localLbProbe: its own timings, or Azure's or GCP's).
+        probe = LB_PROBES[cfg.local_lb_probe]
+        haproxy_cfg = render_haproxy(layout, self.health_check, probe=probe, cluster_domain=cfg.cluster_domain)
         lb = cmd(
             "lb", "lb.sh",
             environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash,
@@ -192,6 +197,7 @@ class LocalInfra(Infra):
             public_address=layout.gateway,
             health_check=self.health_check,
             releases=releases,
+            probe=probe,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
         )

@@ -35,6 +35,7 @@ class Component:
     #                   their quorum wait is its own phase)
     delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
     binaries: tuple[str, ...] = ()  # the release binaries it runs: staged, switched with its restart
+    lb_backend: bool = False  # the API's LB sends to it: a rolling restart waits until the LB does again
     health_seconds: int = 180  # how long a start or restart may take to become healthy
     restart: str = "rolling"  # under the etcd lock, one node at a time (see the module docstring)
 
@@ -46,7 +47,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("etcd",                    "etcd/etcd.service.j2",                         ETCD_HEALTHY,
               first_start="no-block", delete="etcd/remove.sh.j2", binaries=("etcd",)),
     Component("kube-apiserver",          "kube-apiserver/kube-apiserver.service.j2",     APISERVER_READY,
-              first_start="wait-healthy", delete=_REMOVE, binaries=("kube-apiserver",)),
+              first_start="wait-healthy", delete=_REMOVE, binaries=("kube-apiserver",), lb_backend=True),
     Component("kube-controller-manager", "kube-controller-manager/kube-controller-manager.service.j2",
               CONTROLLER_MANAGER_HEALTHY, first_start="wait-healthy", delete=_REMOVE,
               binaries=("kube-controller-manager",)),

@@ -9,7 +9,7 @@ from pulumi_command import remote
 
 from components import host_files
 from components.config import StackConfig
-from components.infra import ControllerHost
+from components.infra import ControllerHost, InfraOutputs
 from components.phases.cluster import Cluster, etcd_client_urls
 from components.phases.components import COMPONENTS, Component, render_unit
 from components.phases.remote import POLL_SECONDS, RemoteSteps
@@ -18,9 +18,11 @@ from components.pki.table import FILES
 from components.render import content_hash, render
 
 
-def units(cfg: StackConfig, hosts: Sequence[ControllerHost], api_server_url: pulumi.Output[str]
+def units(cfg: StackConfig, infra: InfraOutputs, api_server_url: pulumi.Output[str]
           ) -> dict[str, dict[str, pulumi.Output[str]]]:
-    """Every node's rendered unit of every component (the drift probe compares them, the service step installs)."""
+    """Every node's rendered unit of every component (the drift probe compares them, the service step installs).
+    An apiserver going down keeps serving for as long as the LB's probe takes to stop sending to it."""
+    hosts = infra.hosts
     ips = pulumi.Output.all(*[h.private_ip for h in hosts])
 
     def unit(host: ControllerHost, row: Component) -> pulumi.Output[str]:
@@ -29,7 +31,7 @@ def units(cfg: StackConfig, hosts: Sequence[ControllerHost], api_server_url: pul
             row, host, node_ip=v[0], etcd_servers=etcd_client_urls(v[1]),
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
-            shutdown_delay="5s"))
+            shutdown_delay=f"{infra.probe.drain_seconds}s"))
     return {h.name: {row.unit: unit(h, row) for row in COMPONENTS} for h in hosts}
 
 
@@ -53,6 +55,7 @@ def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Compo
         lambda v: render("common/service.sh.j2", unit=row.unit, unit_content=v[0].rstrip("\n"), prestart=v[3],
                          inputs_hash=content_hash(v[0], v[1], versions), no_block=row.first_start == "no-block",
                          health=row.health, health_seconds=row.health_seconds, poll=POLL_SECONDS,
-                         lock_endpoints=v[2] if row.restart == "rolling" else "", inputs=staged))
+                         lock_endpoints=v[2] if row.restart == "rolling" else "", inputs=staged,
+                         readmit_seconds=cluster.infra.probe.readmit_seconds if row.lb_backend else 0))
     delete = endpoints.apply(lambda e: render(row.delete, unit=row.unit, node_name=host.name, endpoints=e))
     return run.run(host, row.unit, body, delete, depends_on=depends_on)
