@@ -49,6 +49,8 @@ class StackConfig:
     api_server_dns_name: Optional[str] = None
     health_check: Optional[HealthCheckStyle] = None  # None: the cloud's default (its Infra.health_checks)
     local_lb_probe: str = "haproxy"  # local: the LB probes with its own timings, or Azure's or GCP's
+    # The one controller whose machine `up` replaces now (scripts/replace-controller sets it): see machines.py.
+    replace_controller: Optional[str] = None
     cert_validity_hours: int = 8760
     etcd_heartbeat_ms: int = field(default=100, metadata={"key": "etcdHeartbeatInterval"})
     etcd_election_ms: int = field(default=1000, metadata={"key": "etcdElectionTimeout"})
@@ -253,6 +255,11 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     elif lb_probe != "haproxy" and cloud != "local":
         r.fail("localLbProbe", f"is for the local stack only; {cloud}'s load balancer probes with its own timings")
 
+    replacing = r.str("replaceController")
+    if replacing is not None and replacing not in [f"controller-{i}" for i in range(count)]:
+        r.fail("replaceController", f"must name one controller (controller-0 .. controller-{count - 1}), "
+               f"got {replacing!r}; scripts/replace-controller sets and removes it")
+
     validity = r.int("certValidityHours")
     if not 1 <= validity <= 87600:
         r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
@@ -304,7 +311,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         require_pinned_digests=require_pinned,
         service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
-        health_check=health, local_lb_probe=lb_probe, cert_validity_hours=validity,
+        health_check=health, local_lb_probe=lb_probe, replace_controller=replacing, cert_validity_hours=validity,
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
         etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
         encryption_key_next=keys["encryptionKeyNext"], encryption_key_previous=keys["encryptionKeyPrevious"],

@@ -90,6 +90,7 @@ class ControllerHost:
     ssh_private_key: pulumi.Input[str]  # always a Pulumi secret
     # Changes when the machine is re-created (VM id, container boot id): every step on it runs again.
     instance_id: Optional[pulumi.Input[str]] = None
+    machine_urn: Optional[pulumi.Input[str]] = None  # its machine resource (scripts/replace-controller replaces it)
 
 
 @dataclass

@@ -9,6 +9,9 @@ restore SNAPSHOT:  start the (destroyed) stack again from the snapshot: set kthw
                    backup's encryption config and kthw:etcdRestoreFrom, `pulumi up` (every founding etcd
                    member restores the snapshot with etcdutl before its first start), then drop
                    kthw:etcdRestoreFrom and `pulumi up` again (nothing changes on the hosts).
+replace-controller NAME:  replace one controller's machine, drained first (see `replace_controller`); a change
+                   of image, zone or first-boot data waits for this, one controller at a time
+                   (components/machines.py).
 rotate-encryption-key:  three `pulumi up`s, each a rolling restart of the apiservers: (1) the new key is added
                    for decryption only; (2) it encrypts, the old one still decrypts, and every Secret is
                    rewritten with the new key; (3) the old key is dropped. The keys live in the stack's config
@@ -46,6 +49,10 @@ from components.pki.table import host_file  # noqa: E402
 
 ENCRYPTION_CONFIG = host_file(f"{HOST.kubernetes}/encryption-config.yaml").path
 BACKUP_COMMAND = f"{HOST.sbin}/kthw-etcd-backup"  # what kthw-etcd-backup.timer runs
+# Take a controller out before its machine is replaced: the apiserver first (its stop waits out its shutdown delay,
+# while the LB stops sending to it), then the others; etcd last.
+DRAIN = ("systemctl stop kube-apiserver && systemctl stop kube-controller-manager kube-scheduler"
+         " && systemctl stop etcd")
 
 
 def outputs(stack: auto.Stack) -> dict:
@@ -53,11 +60,11 @@ def outputs(stack: auto.Stack) -> dict:
     return {key: output.value for key, output in stack.outputs().items()}
 
 
-def up(stack: auto.Stack) -> None:
+def up(stack: auto.Stack, **options) -> None:
     """`pulumi up`, its progress streamed to stderr (the CLI's display masks secrets)."""
     def show(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
-    stack.up(on_output=show, on_error=show, color="never", show_secrets=False)
+    stack.up(on_output=show, on_error=show, color="never", show_secrets=False, **options)
 
 
 def _run(client: paramiko.SSHClient, command: str, timeout: float = 180) -> bytes:
@@ -67,10 +74,11 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 180) -> byte
     return out
 
 
-def on_a_controller(stack: auto.Stack, work):
-    """(name, work(client)) on the first controller that answers over SSH and does the work."""
+def on_a_controller(stack: auto.Stack, work, only: Optional[str] = None):
+    """(name, work(client)) on the first controller (or controller `only`) that answers over SSH and does it."""
     found = outputs(stack)
     controllers, keys = found.get("controllers") or [], found.get("sshPrivateKeys") or {}
+    controllers = [c for c in controllers if only in (None, c["name"])]
     if not controllers:
         sys.exit(f"stack {stack.name} has no controllers (is it up?)")
     errors = []
@@ -219,11 +227,33 @@ def rotate_encryption_key(stack: auto.Stack) -> None:
     print(f"stack {stack.name}: Secrets are encrypted with the new key; the old one is gone", file=sys.stderr)
 
 
+def replace_controller(stack: auto.Stack, name: str) -> None:
+    """Replace one controller's machine (a new image, zone or first-boot data; or a broken machine): drain it
+    (its apiserver's shutdown delay outlasts the LB's probe), stop its etcd member (the others keep quorum), then
+    `up` with kthw:replaceController=NAME and the machine replaced; it joins etcd again as a new member."""
+    machines = {c["name"]: c.get("machineUrn") for c in outputs(stack).get("controllers") or []}
+    if name not in machines or not machines[name]:
+        sys.exit(f"stack {stack.name} has no controller {name} (it has {', '.join(machines) or 'none'})")
+    start = time.monotonic()
+    try:
+        on_a_controller(stack, lambda client: _run(client, DRAIN, timeout=600), only=name)
+        print(f"replace {name}: drained in {time.monotonic() - start:.1f} s", file=sys.stderr)
+    except SystemExit as unreachable:  # a dead machine has nothing to drain
+        print(f"replace {name}: not drained ({unreachable})", file=sys.stderr)
+    stack.set_config("kthw:replaceController", auto.ConfigValue(name))
+    try:
+        up(stack, replace=[machines[name]])
+    finally:
+        stack.remove_config("kthw:replaceController")
+    print(f"replace {name}: done in {time.monotonic() - start:.1f} s", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("backup", "restore", "rotate-encryption-key"))
-    parser.add_argument("path", type=Path, nargs="?",
-                        help="backup: the directory to write to; restore: the snapshot file")
+    parser.add_argument("action", choices=("backup", "restore", "rotate-encryption-key", "replace-controller"))
+    parser.add_argument("path", nargs="?",
+                        help="backup: the directory to write to; restore: the snapshot file; "
+                             "replace-controller: the controller's name")
     parser.add_argument("--stack", default=os.environ.get("PULUMI_STACK", "local"))
     args = parser.parse_args()
     if args.action != "rotate-encryption-key" and args.path is None:
@@ -232,10 +262,12 @@ def main() -> None:
         stack = stacks.select(args.stack)
         if args.action == "rotate-encryption-key":
             rotate_encryption_key(stack)
+        elif args.action == "replace-controller":
+            replace_controller(stack, args.path)
         elif args.action == "backup":
-            print(backup(stack, args.path))
+            print(backup(stack, Path(args.path)))
         else:
-            restore(stack, args.path)
+            restore(stack, Path(args.path))
     except auto.CommandError as error:  # the CLI's own words (its display masks secrets)
         sys.exit(f"{args.action}: pulumi failed:{str(error)[-3000:]}")
 

@@ -39,6 +39,8 @@ class Registered:
     delete_before_replace: bool
     additional_secret_outputs: list[str]
     outputs: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
 
     def input(self, key: str) -> Any:
         """An input with any secret wrapper removed."""
@@ -188,6 +190,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                 delete_before_replace=request.deleteBeforeReplace,
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                ignore_changes=list(request.ignoreChanges),
+                replace_on_changes=list(request.replaceOnChanges),
             ))
         return response
 

@@ -88,7 +88,7 @@ def test_registers_the_expected_resources(tmp_path):
         "local-ssh-key", "local-base-root", "local-network", "local-controller-0", "local-controller-1",
         "local-controller-2", "local-lb", "local-file-server",
         *(f"local-controller-{i}-booted" for i in range(3)),
-        "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror",
+        "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror", "local-machine-specs",
         *(f"local-{part}-liveness" for part in PARTS)])
     assert graph.named("local-ssh-key").type == "tls:index/privateKey:PrivateKey"
     assert graph.named("local-ssh-key").input("algorithm") == "ED25519"

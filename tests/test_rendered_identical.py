@@ -36,6 +36,8 @@ def snapshot(graph: Graph, replace: dict[str, str]) -> dict[str, Any]:
             "parent": by_urn.get(r.parent, ""),
             "dependsOn": sorted(by_urn.get(u, u) for u in r.depends_on()),
             "deleteBeforeReplace": r.delete_before_replace,
+            "ignoreChanges": r.ignore_changes,
+            "replaceOnChanges": r.replace_on_changes,
             "secretInputs": sorted(k for k in inputs if r.is_secret(k)),
             "inputs": {k: r.input(k) for k in inputs},
         }

@@ -17,6 +17,8 @@ from components.azure.publicip import static_public_ip
 from components.azure.site import Site
 from components.boot import user_data
 from components.config import StackConfig
+from components.machines import machine_options
+from components.machines import spec as machine_spec
 
 
 @dataclass
@@ -26,6 +28,11 @@ class Controller:
     zone: Optional[str]
     public_ip: network.PublicIPAddress  # SSH for the bootstrap (inbound only: egress is the NAT gateway)
     vm: compute.VirtualMachine
+    spec: pulumi.Output[str]  # what the VM is built from (components/machines.py)
+
+
+# What Azure cannot change on a VM without re-creating it: a change waits for scripts/replace-controller.
+VM_SPEC = ("storageProfile.imageReference", "zones", "osProfile", "securityProfile")
 
 
 def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subnet_id: pulumi.Input[str],
@@ -71,12 +78,15 @@ def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subn
                 ),
             ),
             network_profile=compute.NetworkProfileArgs(network_interfaces=[
-                compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True, delete_option="Delete")]),
+                # Detach: a replaced VM leaves its NIC (static IP, LB pool, public IP) to the new one.
+                compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True, delete_option="Detach")]),
             security_profile=compute.SecurityProfileArgs(
                 security_type="TrustedLaunch",
                 uefi_settings=compute.UefiSettingsArgs(secure_boot_enabled=True, v_tpm_enabled=True)),
             diagnostics_profile=compute.DiagnosticsProfileArgs(
                 boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # managed storage: serial log
-            opts=site.opts())
-        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, vm=vm))
+            opts=machine_options(name, config.replace_controller, VM_SPEC, site.parent))
+        spec = pulumi.Output.from_input(public_key).apply(lambda key, zone=zone: machine_spec(
+            azure.image, zone, azure.admin_username, custom_data, key, "TrustedLaunch"))
+        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, vm=vm, spec=spec))
     return controllers

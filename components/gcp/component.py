@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
 
 from components.addressing import controller_ips
 from components.boot import wait_for_boot
@@ -13,6 +15,7 @@ from components.gcp import instances as vms
 from components.gcp.config import HEALTH_CHECKS, GcpConfig
 from components.gcp.lb import GCP_PROBE, create_address, create_load_balancer
 from components.gcp.network import create_network
+from components.machines import MachineSpecs
 from components.infra import API_PORT, ControllerHost, Infra, InfraOutputs
 
 CONTROLLER_TAG = "kthw-controller"
@@ -42,7 +45,9 @@ class GcpInfra(Infra):
         names, ips = config.controller_names, controller_ips(config.node_cidr, config.controller_count)
         instances = vms.create_instances(name, names=names, ips=ips, gcp_config=gcp_config, subnet=net.subnet,
                                          target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
-                                         parent=self)
+                                         parent=self, replacing=config.replace_controller)
+        MachineSpecs(f"{name}-machine-specs", {n: vms.instance_spec(gcp_config, i) for i, n in enumerate(names)},
+                     config.replace_controller, opts=pulumi.ResourceOptions(parent=self))
         forwarding_rule = create_load_balancer(name, project=project, region=region, address=address,
                                                instances=instances, cluster_domain=config.cluster_domain,
                                                api_port=API_PORT, parent=self)
@@ -50,7 +55,7 @@ class GcpInfra(Infra):
         hosts = [
             ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
                            ssh_user=gcp_config.admin_username, ssh_private_key=key.private_key,
-                           instance_id=instance.instance_id)
+                           instance_id=instance.instance_id, machine_urn=instance.urn)
             for host, ip, instance in zip(names, ips, instances)
         ]
         # Each host is ready once its image's cloud-init applied the first-boot user data.

@@ -1,7 +1,7 @@
 """The controller VMs."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -9,11 +9,22 @@ import pulumi_gcp as gcp
 from components.boot import user_data
 from components.cloud_common import SshKey
 from components.gcp.config import GcpConfig
+from components.machines import machine_options
+from components.machines import spec as machine_spec
+
+# What GCP cannot change on an instance without re-creating it: a change waits for scripts/replace-controller.
+INSTANCE_SPEC = ("bootDisk", "zone")
+
+
+def instance_spec(gcp_config: GcpConfig, index: int) -> str:
+    """What controller `index`'s instance is built from (components/machines.py)."""
+    return machine_spec(gcp_config.image, gcp_config.disk_size_gb, gcp_config.zone_of(index))
 
 
 def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp_config: GcpConfig,
                      subnet: gcp.compute.Subnetwork, target_tag: str, key: SshKey,
-                     depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource) -> list[gcp.compute.Instance]:
+                     depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource,
+                     replacing: Optional[str] = None) -> list[gcp.compute.Instance]:
     """One VM per controller name at its static internal IP, spread round-robin over the zones.
 
     The instance name is the hostname (and so the name in the node's certificates). Each VM has an
@@ -47,7 +58,7 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
             tags=[target_tag],
             metadata=metadata,
             labels={"kthw-role": "controller"},
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+            opts=machine_options(host, replacing, INSTANCE_SPEC, parent, depends_on=list(depends_on)),
         ))
     return instances
 

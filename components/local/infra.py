@@ -38,12 +38,16 @@ from components.config import StackConfig
 from components.infra import (API_PORT, LB_PROBES, ControllerHost, HealthChecks, HealthCheckStyle, Infra, InfraOutputs,
                               LbProbe)
 from components.local import liveness
+from components.machines import MachineSpecs, machine_options
+from components.machines import spec as machine_spec
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
 from components.pki.component import self_signed_ca, signed_cert
 from components.pki.table import SERVER
 from components.render import content_hash, render, script
 
+# What makes a local host's machine: a change waits for scripts/replace-controller (components/machines.py).
+HOST_SPEC = ("environment.KTHW_BASE_ROOT", "environment.KTHW_USER_DATA")
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 SSH_USER = DEFAULT_ADMIN_USERNAME  # the image's default user (base-root.sh), as on the clouds
 SCRIPTS = ("lib.sh", "network.sh", "host.sh", "lb.sh", "fileserver.sh")
@@ -99,7 +103,8 @@ class LocalInfra(Infra):
             return pulumi.ResourceOptions(parent=self, **kwargs)
 
         def cmd(resource: str, script_name: str, environment: dict, triggers: list, stdin=None,
-                deletes: bool = True, depends_on: Optional[list] = None) -> command.local.Command:
+                deletes: bool = True, depends_on: Optional[list] = None,
+                opts: Optional[pulumi.ResourceOptions] = None) -> command.local.Command:
             run = f"bash scripts/local/{script_name}"
             return command.local.Command(
                 f"{name}-{resource}",
@@ -110,7 +115,7 @@ class LocalInfra(Infra):
                 environment=environment,
                 stdin=stdin,
                 triggers=triggers,
-                opts=child(delete_before_replace=True, depends_on=depends_on or []),
+                opts=opts or child(delete_before_replace=True, depends_on=depends_on or []),
             )
 
         key = ssh_key(name, None, None, self)
@@ -134,6 +139,7 @@ class LocalInfra(Infra):
             triggers=[layout.bridge, layout.gateway_cidr, str(layout.state_dir)])
 
         host_cmds: list[command.local.Command] = []
+        specs: dict[str, pulumi.Output[str]] = {}
         booted: list[pulumi.Resource] = []
         hosts: list[ControllerHost] = []
         private_key = key.private_key
@@ -148,10 +154,14 @@ class LocalInfra(Infra):
                              "KTHW_MIRROR_CA": mirror_ca.cert_pem, "KTHW_SCRIPTS": scripts_hash,
                              "KTHW_GENERATION": generation},
                 triggers=[host.name, host.ip_cidr, host.netns, host.machine, host.veth, str(host.dir)],
-                depends_on=[network])
+                # A new base root or first-boot data makes a new machine: one at a time (components/machines.py).
+                opts=machine_options(host.name, cfg.replace_controller, HOST_SPEC, self, depends_on=[network]))
             host_cmds.append(host_cmd)
+            specs[host.name] = base_root_path.apply(lambda root: machine_spec(root, first_boot))
             controller = ControllerHost(
                 name=host.name,
+                instance_id=host_cmd.id,  # a new one for a replaced host: every step on it runs again
+                machine_urn=host_cmd.urn,
                 private_ip=host.ip,
                 # Known up front, but an Output of the host resource so that whatever SSHes in waits for it.
                 ssh_host=host_cmd.id.apply(lambda _, ip=host.ip: ip),
@@ -163,6 +173,8 @@ class LocalInfra(Infra):
             # A new incarnation (id) or a rebuilt one (generation) boots again: the bootstrap waits for it.
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
                                         instance=pulumi.Output.format("{0} generation {1}", host_cmd.id, generation)))
+
+        MachineSpecs(f"{name}-machine-specs", specs, cfg.replace_controller, opts=child())
 
         # HAProxy probes as the chosen LB would (kthw:localLbProbe: its own timings, or Azure's or GCP's).
         probe = LB_PROBES[cfg.local_lb_probe]
