@@ -311,16 +311,18 @@ def test_local_hosts_up_and_down(stack):
         assert got.stdout.split()[0] == served, got.stderr
     # Every host is its own instance.
     assert len({boots[h]["instance"] for h in HOSTS}) == len(HOSTS) and all(boots[h]["instance"] for h in HOSTS)
-    # What else logs in (the day-2 scripts, the drift probe) reaches root through sudo, as the login user.
-    import importlib.util
-
+    # What else logs in (the day-2 scripts, the drift probe, the version gate: components/ssh.py) reaches root
+    # through sudo, as the login user.
     from components import drift
+    from components import ssh as kthw_ssh
 
-    spec = importlib.util.spec_from_file_location("operate", ROOT / "scripts" / "operate.py")
-    operate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(operate)  # type: ignore[union-attr]
     ip = layout.hosts[1].ip
-    assert ssh(layout, key, ip, operate.AS_ROOT + shlex.quote("id -u && head -c 5 /etc/shadow")).stdout == "0\nroot:"
+    client = kthw_ssh.client(ip, 22, SSH_USER, key.read_text(), timeout=10)
+    try:
+        status, out, _ = kthw_ssh.run_as_root(client, "id -u && head -c 5 /etc/shadow", "test", timeout=30)
+    finally:
+        client.close()
+    assert (status, out) == (0, b"0\nroot:")
     observed = drift.probe_host({"host": ip, "port": 22, "user": SSH_USER, "private_key": key.read_text(),
                                  "expected": {"g": {"files": {"/etc/shadow": "-"}, "units": ["ssh"]}}})
     assert observed["files"]["/etc/shadow"] != "missing" and observed["units"] == {"ssh": "active"}, observed
