@@ -1,5 +1,5 @@
 """The toolchain that scripts/toolchain/build makes from Go modules and the official release sources: versions,
-manifest, the release mirror's layout, the CLI and the official plugins.
+manifest, the release mirror's layout, the CLI, the official plugins and kube-bench.
 
 Skipped when the cache (${KTHW_CACHE:-~/.cache/kthw}/toolchain) has no built toolchain, unless
 KTHW_REQUIRE_TOOLCHAIN=1 (CI after the build), which turns that into a failure. A piece that the build recorded
@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -57,6 +58,18 @@ K8S_VERSION = _constant(ROOT / "components" / "releases.py", "DEFAULT_KUBERNETES
 K8S_NEXT_VERSION = _constant(ROOT / "components" / "releases.py", "NEXT_KUBERNETES")
 ETCD_VERSION = _constant(ROOT / "components" / "releases.py", "DEFAULT_ETCD")
 PULUMI_VERSION = os.environ.get("KTHW_PULUMI_VERSION") or _pin("pulumi")
+
+
+def _shell_constant(path: Path, name: str) -> str:
+    """A NAME=value line of a shell script (scripts/toolchain/build's own pins)."""
+    match = re.search(rf"^{re.escape(name)}=(\S+)$", path.read_text(), re.M)
+    assert match, f"no {name}= in {path}"
+    return match.group(1)
+
+
+KUBE_BENCH_VERSION = _shell_constant(ROOT / "scripts" / "toolchain" / "build", "KUBE_BENCH_VERSION")
+KUBE_BENCH_CFG = TOOLCHAIN / "share" / "kube-bench" / "cfg"
+UPSTREAM = Path(os.environ.get("KTHW_UPSTREAM") or ROOT.parent / "shared" / "upstream")
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +142,8 @@ def test_manifest_shape_and_checksums(manifest):
     assert isinstance(manifest, list) and manifest
     for entry in manifest:
         assert set(entry) == {"name", "version", "sha256", "size", "path", "kind"}, entry
-        assert entry["kind"] in ("release", "bin")
+        assert entry["kind"] in ("release", "bin", "data")
+        assert entry["path"].split("/")[0] == {"release": "mirror", "bin": "bin", "data": "share"}[entry["kind"]]
         path = TOOLCHAIN / entry["path"]
         assert path.exists(), entry
         assert path.stat().st_size == entry["size"], entry["path"]
@@ -493,3 +507,76 @@ def test_preview_local_stack_of_this_project(manifest, tmp_path):
     proc = run(BIN / "pulumi", "preview", "--stack", "local", "--non-interactive", cwd=project, env=env,
                timeout=600, check=False)
     assert proc.returncode == 0, f"preview failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+
+
+# --- kube-bench ---------------------------------------------------------------------------------------------------
+
+def test_kube_bench_version(manifest):
+    """The binary reports the release it was built from (the makefile's -X cmd.KubeBenchVersion)."""
+    require_piece("kube-bench")
+    assert KUBE_BENCH_VERSION == "v0.15.6"  # the release source in ../shared/upstream
+    assert run(BIN / "kube-bench", "version").stdout.strip() == KUBE_BENCH_VERSION
+    bins = {e["name"]: e for e in manifest if e["kind"] == "bin"}
+    assert bins["kube-bench"]["version"] == KUBE_BENCH_VERSION
+    assert bins["kube-bench"]["path"] == "bin/kube-bench"
+
+
+def test_kube_bench_is_built_from_the_official_module(manifest):
+    require_piece("kube-bench")
+    info = run("go", "version", "-m", (BIN / "kube-bench").resolve()).stdout
+    fields = [line.split() for line in info.splitlines()]
+    assert ["path", "github.com/aquasecurity/kube-bench"] in [f[:2] for f in fields], info
+    assert ["mod", "github.com/aquasecurity/kube-bench"] in [f[:2] for f in fields], info
+
+
+def test_kube_bench_cfg_is_installed_unmodified_and_in_the_manifest(manifest):
+    """share/kube-bench/cfg is the release's cfg/, file for file, and every file is a manifest entry ("data")."""
+    require_piece("kube-bench")
+    data = {e["path"]: e for e in manifest if e["kind"] == "data"}
+    installed = {str(p.relative_to(TOOLCHAIN)) for p in KUBE_BENCH_CFG.rglob("*") if p.is_file()}
+    assert installed and set(data) == installed
+    for entry in data.values():
+        assert entry["version"] == KUBE_BENCH_VERSION
+        assert entry["name"] == entry["path"].removeprefix("share/")
+    for name in ("config.yaml", *(f"cis-1.12/{t}.yaml" for t in ("master", "etcd", "controlplane", "policies"))):
+        assert f"share/kube-bench/cfg/{name}" in data, name
+    archive = UPSTREAM / f"kube-bench-{KUBE_BENCH_VERSION}.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"{archive} not here to compare with")
+    with tarfile.open(archive) as tar:
+        shipped = {m.name.split("/", 1)[1]: hashlib.sha256(tar.extractfile(m).read()).hexdigest()
+                   for m in tar.getmembers() if m.isfile() and m.name.split("/", 1)[1].startswith("cfg/")}
+    assert {f"share/kube-bench/{name}": digest for name, digest in shipped.items()} == {
+        path: entry["sha256"] for path, entry in data.items()}
+
+
+def test_kube_bench_runs_a_benchmark_with_its_cfg(manifest, tmp_path):
+    """`kube-bench --config-dir <cfg> run --benchmark cis-1.12 --json` answers in its JSON shape (run here on the
+    etcd target, whose audits only read `ps`: the results say nothing about this machine)."""
+    require_piece("kube-bench")
+    out = run(BIN / "kube-bench", "--config-dir", KUBE_BENCH_CFG, "run", "--targets", "etcd", "--benchmark",
+              "cis-1.12", "--json", cwd=tmp_path, env={"KUBECONFIG": str(tmp_path / "none")}, timeout=60).stdout
+    report = json.loads(out)
+    [control] = report["Controls"]
+    assert (control["id"], control["version"], control["node_type"]) == ("2", "cis-1.12", "etcd")
+    ids = [r["test_number"] for group in control["tests"] for r in group["results"]]
+    assert ids == [f"2.{i}" for i in range(1, 8)]
+    assert {r["status"] for group in control["tests"] for r in group["results"]} <= {"PASS", "FAIL", "WARN", "INFO"}
+    assert set(report["Totals"]) == {"total_pass", "total_fail", "total_warn", "total_info"}
+
+
+@pytest.mark.parametrize("recorded", [None, {"status": "failed", "version": "v0.15.6", "error": "go: build failed"}])
+def test_a_missing_kube_bench_fails_when_the_toolchain_is_required(tmp_path, monkeypatch, recorded):
+    """Not built (or failed): skipped with the reason, a failure under KTHW_REQUIRE_TOOLCHAIN=1."""
+    status = {"kubernetes": {"status": "ok", "version": K8S_VERSION}}
+    if recorded:
+        status["kube-bench"] = recorded
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    monkeypatch.setattr(sys.modules[__name__], "STATUS", tmp_path / "status.json")
+    reason = "go: build failed" if recorded else "kube-bench has not been built"
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRE", False)
+    with pytest.raises(pytest.skip.Exception, match=reason):
+        require_piece("kube-bench")
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRE", True)
+    with pytest.raises(pytest.fail.Exception, match=f"{reason}.*KTHW_REQUIRE_TOOLCHAIN=1"):
+        require_piece("kube-bench")
