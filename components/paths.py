@@ -1,7 +1,7 @@
 """Where kthw puts things on a controller: the one module that spells a host path.
 
 Templates under scripts/ get these as `paths` (components/render.py); the PKI's file table
-(components/pki/files.py) places every certificate, key and config under them.
+(`FILES` in components/pki/table.py) places every certificate, key and config under them.
 """
 from __future__ import annotations
 
