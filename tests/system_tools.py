@@ -1,5 +1,8 @@
 """Real tools the tests run (nginx, openssl, ...): found on PATH or in /usr/sbin, else installed from
-Debian's packages when running as root (as CI does), else the test fails with the install command."""
+Debian's packages when running as root (as CI does), else the test fails with the install command.
+
+A test that needs root skips without it, except where nothing may be skipped (REQUIRE: CI=true or
+KTHW_REQUIRE_TOOLS=1), where it fails."""
 from __future__ import annotations
 
 import os
@@ -11,6 +14,15 @@ from pathlib import Path
 import pytest
 
 _SBIN = ("/usr/sbin", "/sbin")
+REQUIRE = os.environ.get("CI") == "true" or os.environ.get("KTHW_REQUIRE_TOOLS") == "1"
+
+
+def require_root(why: str) -> None:
+    """Skip the calling test when not root, saying `why`; fail instead under REQUIRE."""
+    if os.geteuid() != 0:
+        if REQUIRE:
+            pytest.fail(f"{why}; not root, and CI=true or KTHW_REQUIRE_TOOLS=1 forbids skipping")
+        pytest.skip(why)
 
 
 def _which(binary: str) -> str | None:

@@ -1,13 +1,11 @@
 """The controllers' first boot, shared by azure, gcp and local: the user data, the local NoCloud seed, the wait."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pulumi
 import pulumi_command as command
-import pytest
 import yaml
 from harness import contains_secret_marker, evaluate, unwrap
 
@@ -41,10 +39,9 @@ def test_sshd_takes_the_user_data_drop_in(tmp_path):
     """sshd itself takes the drop-in, included first as Debian's and Ubuntu's sshd_config do (whose own settings,
     after it, lose for the options where sshd keeps the first value). sshd -T needs its privilege separation dir:
     in a private /run."""
-    from system_tools import require
+    from system_tools import require, require_root
 
-    if os.geteuid() != 0:
-        pytest.skip("sshd -T needs root (its privilege separation directory)")
+    require_root("sshd -T needs root (its privilege separation directory)")
     sshd = require("sshd", "openssh-server")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host")], check=True,
                    timeout=30)

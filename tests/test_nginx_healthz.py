@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from system_tools import require
+from system_tools import require, require_root
 
 from components.render import render, script
 
@@ -313,8 +313,7 @@ def test_cluster_domain_is_templated(tools, pki, tmp_path):
 @pytest.fixture
 def fake_host(tools: dict[str, str], tmp_path: Path) -> dict[str, Path]:
     """An nginx config dir with Debian's layout (and its default site), and logging systemctl/apt-get stubs."""
-    if os.geteuid() != 0:
-        pytest.skip("the install scripts run as root")
+    require_root("the install scripts run as root")
     etc, bin_dir, state = tmp_path / "etc-nginx", tmp_path / "bin", tmp_path / "state"
     for d in (etc / "sites-available", etc / "sites-enabled", bin_dir, state):
         d.mkdir(parents=True)

@@ -13,8 +13,7 @@ import yaml
 
 from fake_infra import build, config
 from harness import evaluate
-
-REQUIRE = os.environ.get("CI") == "true" or os.environ.get("KTHW_REQUIRE_TOOLS") == "1"
+from system_tools import REQUIRE
 
 
 def tool(name: str) -> str:
