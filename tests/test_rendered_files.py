@@ -73,6 +73,10 @@ def _has_bash_shebang(path: Path) -> bool:
         return False
 
 
+UNIT_FILES = {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service",
+              "kthw-etcd-backup.service", "kthw-etcd-backup.timer"}
+
+
 def units(graph):
     """(step, unit file name, content) of every unit (UNIT heredoc) and timer (TIMER heredoc) a step installs."""
     for cmd in graph.of_type("command:remote:Command"):
@@ -101,17 +105,19 @@ def test_units_pass_systemd_analyze_verify(graph, tmp_path):
                                 text=True, capture_output=True)
         assert result.returncode == 0 and not result.stderr.strip(), f"{name}:\n{result.stderr}"
         seen.add(unit_name)
-    assert seen == {"etcd.service", "kube-apiserver.service", "kube-controller-manager.service",
-                    "kube-scheduler.service", "kthw-etcd-backup.service", "kthw-etcd-backup.timer"}
+    assert seen == UNIT_FILES
 
 
 def test_units_use_no_removed_flags(graph):
     removed = ("--kubelet-https", "--experimental-encryption-provider-config", "--insecure-port",
                "--insecure-bind-address", "--runtime-config=api/all", "--apiserver-count", "--address=",
                "--port=", "--master=")
-    for name, _, unit in units(graph):
+    seen = set()
+    for name, unit_name, unit in units(graph):
         for flag in removed:
             assert flag not in unit, f"{name} uses {flag}"
+        seen.add(unit_name)
+    assert seen == UNIT_FILES  # every unit was read (none found would check nothing)
 
 
 def test_apiserver_flags(graph):
