@@ -17,6 +17,7 @@ import pytest
 from components.local import liveness
 from components.local.infra import SSH_USER
 from components.local.layout import LocalLayout
+from e2e_lib import CHANGING, latest_update_changes
 from test_local_hosts import TOOLS, free_cidr, leftovers
 
 pytestmark = pytest.mark.e2e
@@ -44,13 +45,15 @@ def _toolchain_bin() -> Path | None:
 @pytest.fixture
 def project(tmp_path):
     if os.geteuid() != 0:
+        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN") == "1":
+            pytest.fail("the local hosts need root; KTHW_REQUIRE_TOOLCHAIN=1")
         pytest.skip("the local hosts need root")
     from system_tools import require
 
     for binary, package in TOOLS.items():
         require(binary, package)
     if _toolchain_bin() is None:
-        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN"):
+        if os.environ.get("KTHW_REQUIRE_TOOLCHAIN") == "1":
             pytest.fail("the toolchain (Pulumi CLI and plugins) is missing: run scripts/toolchain/build")
         pytest.skip("the toolchain is not built (scripts/toolchain/build)")
     work = tmp_path / "project"
@@ -86,6 +89,12 @@ def pulumi(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPro
     return result
 
 
+def changed(env: dict) -> dict[str, int]:
+    """The operations that changed something in the stack's latest update, by the engine's own count."""
+    history = pulumi(env, "stack", "history", "--json", "--page-size", "1", "--stack", STACK).stdout
+    return {op: n for op, n in latest_update_changes(history).items() if op in CHANGING and n}
+
+
 def timed(label: str, fn):
     start = time.monotonic()
     result = fn()
@@ -117,7 +126,7 @@ def test_pulumi_up_refresh_destroy(project):
     assert all(host_alive(layout, h) for h in layout.hosts), up.stdout[-3000:]
     assert liveness.alive(liveness.lb_checks(layout)) and liveness.alive(liveness.file_server_checks(layout))
     again = timed("pulumi up (no-op)", lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
-    assert "unchanged" in again.stdout and "updated" not in again.stdout, again.stdout[-2000:]
+    assert changed(env) == {}, again.stdout[-2000:]
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
 
     key = work / "id"
@@ -143,7 +152,7 @@ def test_pulumi_up_refresh_destroy(project):
                    lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview", "--refresh"))
     # 5 liveness records go to the next generation, so the 3 hosts, the LB and the file server are rebuilt,
     # and each host's first-boot wait runs again.
-    assert "13 updated" in repair.stdout, repair.stdout[-3000:]
+    assert changed(env) == {"update": 13}, repair.stdout[-3000:]
     assert all(host_alive(layout, h) for h in layout.hosts) and liveness.alive(liveness.lb_checks(layout))
     assert all(liveness.read_generation(h.generation_file) == 2 for h in layout.hosts)
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
@@ -154,7 +163,7 @@ def test_pulumi_up_refresh_destroy(project):
           lambda: pulumi(env, "refresh", "--stack", STACK, "--yes", "--skip-preview"))
     repair = timed("pulumi up (after that refresh)",
                    lambda: pulumi(env, "up", "--stack", STACK, "--yes", "--skip-preview"))
-    assert "13 updated" in repair.stdout, repair.stdout[-3000:]
+    assert changed(env) == {"update": 13}, repair.stdout[-3000:]
     assert all(host_alive(layout, h) for h in layout.hosts) and liveness.alive(liveness.lb_checks(layout))
     assert all(liveness.read_generation(h.generation_file) == 3 for h in layout.hosts)
     pulumi(env, "preview", "--stack", STACK, "--refresh", "--expect-no-changes")
