@@ -194,9 +194,10 @@ class Generations(FakeCloud):
         return resource_id, outputs
 
 
-def test_the_generation_comes_from_the_state_and_nothing_is_read_from_this_machine(tmp_path):
-    """Evaluating the program opens nothing under /proc, /sys, /run/netns or the stack's state dir: a recorded
-    generation file and a live-looking state change nothing; the liveness resources' outputs decide."""
+def test_the_generation_comes_from_the_state_and_nothing_is_read_from_this_machine(tmp_path, monkeypatch):
+    """Evaluating the program opens or looks at nothing under /proc, /sys, /run/netns or the stack's state dir: a
+    recorded generation file and a live-looking state change nothing; the liveness resources' outputs decide."""
+    import os
     import sys
 
     state = tmp_path / "state" / "stacks" / "local"
@@ -206,12 +207,24 @@ def test_the_generation_comes_from_the_state_and_nothing_is_read_from_this_machi
     opened: list[str] = []
     watching = {"on": True}
 
-    def audit(event, args):
-        if watching["on"] and event in ("open", "os.listdir", "os.scandir") and args and args[0] is not None:
-            path = str(args[0])
+    def note(path) -> None:
+        if watching["on"] and isinstance(path, (str, os.PathLike)):
+            path = os.fspath(path)
             if path.startswith(("/proc/", "/sys/", "/run/netns", str(state))):
                 opened.append(path)
 
+    def audit(event, args):
+        if event in ("open", "os.listdir", "os.scandir") and args:
+            note(args[0])
+
+    def looked_at(real):  # a stat (Path.exists, is_dir, resolve) raises no audit event
+        def call(path, *args, **kwargs):
+            note(path)
+            return real(path, *args, **kwargs)
+        return call
+
+    for name in ("stat", "lstat", "readlink"):
+        monkeypatch.setattr(os, name, looked_at(getattr(os, name)))
     sys.addaudithook(audit)  # cannot be removed: switched off below
     try:
         graph, _ = run(tmp_path)
