@@ -8,6 +8,14 @@ import pytest
 from components.azure.vms import VM_SPEC
 from components.gcp.instances import INSTANCE_SPEC
 from components.local.infra import HOST_SPEC
+
+# What each provider re-creates a machine for (its schema: a change to these replaces it), which the specs must
+# cover; checked here on their own, not by reading the program's lists back.
+MUST_COVER = {
+    "azure": {"storageProfile.imageReference", "zones", "osProfile"},
+    "gcp": {"bootDisk", "zone"},
+    "local": {"environment.KTHW_BASE_ROOT", "environment.KTHW_USER_DATA"},
+}
 from components.machines import _SpecsProvider
 from harness import evaluate, run_program
 from test_rendered_identical import local_program
@@ -51,6 +59,7 @@ def machines(graph, type_: str) -> dict[str, object]:
     ("gcp", GCP, "gcp:compute/instance:Instance", INSTANCE_SPEC, [f"kthw-controller-{i}" for i in range(3)]),
 ])
 def test_cloud_machines_go_one_at_a_time_and_first(cloud, config, type_, spec_paths, names):
+    assert MUST_COVER[cloud] <= set(spec_paths)
     for replacing in (None, "controller-1"):
         graph = run_program({**config, **({"replaceController": replacing} if replacing else {})}, stack=cloud)
         found = machines(graph, type_)
@@ -70,6 +79,7 @@ def test_cloud_machines_go_one_at_a_time_and_first(cloud, config, type_, spec_pa
 
 
 def test_local_hosts_go_one_at_a_time(tmp_path, monkeypatch):
+    assert MUST_COVER["local"] <= set(HOST_SPEC)
     program, _ = local_program(tmp_path, monkeypatch)
     graph = evaluate(program, {"cloud": "local", "replaceController": "controller-2"}, stack="local")
     for i in range(3):

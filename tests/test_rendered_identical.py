@@ -92,6 +92,7 @@ def test_every_rendered_input_is_unchanged(variant, tmp_path, monkeypatch):
     if RECORD:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"recorded tests/data/rendered/{variant}.json (compared on the next run)")
     want = json.loads(path.read_text())
     assert len(got) > 20, "the program registered almost nothing: the snapshot would prove nothing"
     changed = sorted(n for n in set(got) | set(want) if got.get(n) != want.get(n))

@@ -114,7 +114,12 @@ def test_a_controller_that_does_not_answer_runs_nothing_we_count():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    hosts = [{"host": "127.0.0.1", "port": closed, "user": "kthw", "private_key": "not a key"}]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
+    hosts = [{"host": "127.0.0.1", "port": closed, "user": "kthw", "private_key": key}]  # refused: not the key
     assert observe_running(hosts) == {"kubernetes": [], "etcd": []}
 
 
