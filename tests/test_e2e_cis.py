@@ -38,23 +38,9 @@ BENCH_DIR = "/opt/kube-bench"  # where the test puts kube-bench on the controlle
 
 # Every FAIL of the real run: check id -> (why it fails today, what fixes it). Keep it true: a new FAIL fails the
 # test, and so does an entry that no longer fails (remove it with the fix). docs/hardening.md has the full table.
-_UNIT_0644 = ("its unit file in /etc/systemd/system (kthw's pod specification) is 0644",
-              "install units 0600: install_unit in scripts/common/lib.sh.j2 (`install -m 0600`, and a chmod when "
-              "the content is unchanged, for hosts made before)")
-EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
-    "1.1.1": _UNIT_0644,  # kube-apiserver.service
-    "1.1.3": _UNIT_0644,  # kube-controller-manager.service
-    "1.1.5": _UNIT_0644,  # kube-scheduler.service
-    "1.1.7": _UNIT_0644,  # etcd.service
-    "1.1.12": ("etcd runs as root and /var/lib/etcd is root:root",
-               "a system user etcd: User=/Group=etcd in scripts/etcd/etcd.service.j2, the data dir made (and a "
-               "restored one moved in) etcd:etcd 0700 by scripts/etcd/membership.sh.j2, /etc/etcd and etcd's "
-               "server and peer keys readable by etcd only"),
-    "1.2.18": ("--audit-log-maxbackup=3",
-               "--audit-log-maxbackup=10 in scripts/kube-apiserver/kube-apiserver.service.j2"),
-    "1.2.30": ("--service-account-extend-token-expiration is left at its default, true (pod tokens live a year)",
-               "--service-account-extend-token-expiration=false in scripts/kube-apiserver/kube-apiserver.service.j2"),
-}
+# Fixed since the recorded run: 1.1.1/1.1.3/1.1.5/1.1.7 (units 0600), 1.1.12 (etcd's own user), 1.2.18
+# (--audit-log-maxbackup=10), 1.2.30 (--service-account-extend-token-expiration=false).
+EXPECTED_FAILURES: dict[str, tuple[str, str]] = {}
 
 # Which secure ports serve /debug/pprof/ to the admin. kube-bench's profiling checks (1.2.15, 1.3.2, 1.4.1) read
 # the --profiling flag only; the port says what the component does. Kept true like EXPECTED_FAILURES.
@@ -62,9 +48,8 @@ SECURE_PORTS = {"kube-apiserver": 6443, "kube-controller-manager": 10257, "kube-
 PROFILING_SERVED = {
     "kube-apiserver": False,
     "kube-controller-manager": False,
-    # 1.4.1 PASSes on the flag, but with --config the scheduler ignores --profiling, and its KubeSchedulerConfiguration
-    # has no `enableProfiling: false` (issue #17). Fix: that line in scripts/kube-scheduler/kube-scheduler.yaml.j2.
-    "kube-scheduler": True,
+    # With --config the scheduler ignores --profiling: kube-scheduler.yaml.j2 says `enableProfiling: false`.
+    "kube-scheduler": False,
 }
 
 

@@ -16,6 +16,13 @@ from components.infra import ControllerHost
 from components.paths import HOST
 from components.render import render
 
+# TLS 1.2+ with forward-secret AEAD suites only, on every serving port (CIS 1.2.29, 2.x); TLS 1.3's suites are
+# not configurable and all fine.
+TLS_CIPHER_SUITES = (
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+)
 APISERVER_READY = f"curl -fsS --max-time 3 --cacert {HOST.kubernetes}/ca.pem https://127.0.0.1:6443/readyz"
 # The local member answers a linearizable read (it has joined and sees a leader: a quorum is up).
 ETCD_HEALTHY = (f"etcdctl --endpoints=https://127.0.0.1:2379 --command-timeout=3s --cacert={HOST.etcd}/ca.pem "

@@ -11,7 +11,7 @@ from components import host_files
 from components.config import StackConfig
 from components.infra import ControllerHost, InfraOutputs
 from components.phases.cluster import Cluster, etcd_client_urls
-from components.phases.components import COMPONENTS, Component, render_unit
+from components.phases.components import COMPONENTS, TLS_CIPHER_SUITES, Component, render_unit
 from components.phases.remote import POLL_SECONDS, RemoteSteps
 from components.paths import HOST
 from components.pki.table import FILES
@@ -31,16 +31,17 @@ def units(cfg: StackConfig, infra: InfraOutputs, api_server_url: pulumi.Output[s
             row, host, node_ip=v[0], etcd_servers=etcd_client_urls(v[1]),
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
-            shutdown_delay=f"{infra.probe.drain_seconds}s"))
+            shutdown_delay=f"{infra.probe.drain_seconds}s", tls_cipher_suites=",".join(TLS_CIPHER_SUITES)))
     return {h.name: {row.unit: unit(h, row) for row in COMPONENTS} for h in hosts}
 
 
 def inputs(row: Component) -> list[dict[str, str]]:
     """What the row's service runs on, staged by the files and binaries steps: where each waits, where it goes
     live, its mode."""
-    files = [{"staged": HOST.staged_file(f.path), "live": f.path, "mode": f"{f.mode:04o}"}
+    files = [{"staged": HOST.staged_file(f.path), "live": f.path, "mode": f"{f.mode:04o}", "owner": f.owner}
              for f in FILES if row.unit in f.readers]
-    return files + [{"staged": HOST.staged_binary(b), "live": HOST.binary(b), "mode": "0755"} for b in row.binaries]
+    return files + [{"staged": HOST.staged_binary(b), "live": HOST.binary(b), "mode": "0755", "owner": "root"}
+                    for b in row.binaries]
 
 
 def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Component,

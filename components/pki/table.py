@@ -132,25 +132,27 @@ class HostFile:
     holds: str
     readers: tuple[str, ...]
     mode: int = 0o644
+    owner: str = "root"  # user and group (etcd's own files belong to etcd, which runs as its own user)
 
     @property
     def private(self) -> bool:
         return self.mode & 0o077 == 0
 
 
-def _pair(directory: str, cert_name: str, file_name: str, readers: tuple[str, ...]) -> tuple[HostFile, HostFile]:
+def _pair(directory: str, cert_name: str, file_name: str, readers: tuple[str, ...],
+          owner: str = "root") -> tuple[HostFile, HostFile]:
     """A certificate and its key, side by side (`<file_name>.pem`, `<file_name>-key.pem`)."""
-    return (HostFile(f"{directory}/{file_name}.pem", f"cert:{cert_name}", readers),
-            HostFile(f"{directory}/{file_name}-key.pem", f"key:{cert_name}", readers, 0o600))
+    return (HostFile(f"{directory}/{file_name}.pem", f"cert:{cert_name}", readers, owner=owner),
+            HostFile(f"{directory}/{file_name}-key.pem", f"key:{cert_name}", readers, 0o600, owner))
 
 
 _ETCD, _K8S, _CONFIG = HOST.etcd, HOST.kubernetes, HOST.config
 _APISERVER, _CM, _SCHEDULER = ("kube-apiserver",), ("kube-controller-manager",), ("kube-scheduler",)
 
 FILES: tuple[HostFile, ...] = (
-    HostFile(f"{_ETCD}/ca.pem", "ca:etcd-ca", ("etcd",)),
-    *_pair(_ETCD, "etcd-server", "server", ("etcd",)),
-    *_pair(_ETCD, "etcd-peer", "peer", ("etcd",)),
+    HostFile(f"{_ETCD}/ca.pem", "ca:etcd-ca", ("etcd",), owner="etcd"),
+    *_pair(_ETCD, "etcd-server", "server", ("etcd",), owner="etcd"),
+    *_pair(_ETCD, "etcd-peer", "peer", ("etcd",), owner="etcd"),
     *_pair(_ETCD, "etcd-healthcheck-client", "healthcheck-client", ("etcd",)),
     HostFile(f"{_K8S}/ca.pem", "ca:ca", (*_APISERVER, *_CM)),
     HostFile(f"{_K8S}/ca-key.pem", "ca-key:ca", _CM, 0o600),
