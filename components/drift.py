@@ -40,8 +40,13 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
     units = sorted({unit for group in expected.values() for unit in group.get("units", [])})
     lines = ["set +e"]
     if paths:
-        lines.append(f"sha256sum -- {' '.join(shlex.quote(p) for p in paths)} 2>/dev/null"
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        lines.append(f"sha256sum -- {quoted} 2>/dev/null"
                      " | while read -r h f; do printf '{\"file\":\"%s\",\"sha256\":\"%s\"}\\n' \"$f\" \"$h\"; done")
+    modes = sorted({path for group in expected.values() for path in group.get("modes", {})})
+    if modes:
+        lines.append("stat -c '{\"stat\":\"%n\",\"mode\":\"%a\",\"owner\":\"%U\"}' -- "
+                     f"{' '.join(shlex.quote(p) for p in modes)} 2>/dev/null")
     if units:
         names = " ".join(shlex.quote(u) for u in units)
         # A unit restarting on its own (e.g. a scheduler that lost its lease) settles within seconds; one that
@@ -55,8 +60,9 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def parse_probe(output: str) -> dict[str, dict[str, str]]:
-    """{"files": {path: sha256|missing}, "units": {unit: state}} from `probe_command`'s output."""
-    observed: dict[str, dict[str, str]] = {"files": {}, "units": {}}
+    """{"files": {path: sha256|missing}, "units": {unit: state}, "modes": {path: "<octal mode> <owner>"}} from
+    `probe_command`'s output."""
+    observed: dict[str, dict[str, str]] = {"files": {}, "units": {}, "modes": {}}
     probed: list[str] = []
     for line in output.splitlines():
         line = line.strip()
@@ -67,6 +73,8 @@ def parse_probe(output: str) -> dict[str, dict[str, str]]:
             observed["files"][item["file"]] = item["sha256"]
         elif "unit" in item:
             observed["units"][item["unit"]] = item["state"]
+        elif "stat" in item:
+            observed["modes"][item["stat"]] = f"{item['mode']} {item['owner']}"
         elif "probed" in item:
             probed = item["probed"]
     for path in probed:  # sha256sum prints nothing for a file that is not there
@@ -87,6 +95,10 @@ def compare(expected: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Ma
                 found.append(f"{path} is missing")
             elif actual != digest:
                 found.append(f"{path} changed")
+        for path, mode in sorted(want.get("modes", {}).items()):
+            actual = observed.get("modes", {}).get(path)
+            if actual is not None and actual != mode:  # a missing file is named above
+                found.append(f"{path} is {actual} (want {mode})")
         for unit in want.get("units", []):
             state = observed.get("units", {}).get(unit)
             if state is not None and state != "active":

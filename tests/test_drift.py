@@ -156,3 +156,32 @@ def test_the_healthz_proxy_is_watched_where_the_lb_uses_it():
     expected = graph.named("kthw-control-plane-controller-2-drift").input("expected")
     assert expected["nginx-healthz"]["units"] == ["nginx"]
     assert list(expected["nginx-healthz"]["files"]) == ["/etc/nginx/sites-available/kubernetes-healthz"]
+
+
+def test_modes_and_owners_are_watched(tmp_path):
+    """A live input whose mode changed is named, from `stat`'s real output through the real probe command."""
+    import pwd
+    import subprocess
+
+    path = tmp_path / "server-key.pem"
+    path.write_text("key")
+    owner = pwd.getpwuid(path.stat().st_uid).pw_name
+    expected = {"etcd": {"files": {str(path): sha256("key")}, "modes": {str(path): f"600 {owner}"}}}
+
+    def probe() -> dict:
+        out = subprocess.run(["bash", "-c", drift.probe_command(expected)], capture_output=True, text=True,
+                             timeout=30)
+        return drift.parse_probe(out.stdout)
+    path.chmod(0o644)
+    assert drift.drift_lines(drift.compare(expected, probe())) == [f"etcd: {path} is 644 {owner} (want 600 {owner})"]
+    path.chmod(0o600)
+    assert drift.compare(expected, probe()) == {}
+
+
+def test_every_service_expects_its_units_and_inputs_modes():
+    graph = evaluate(lambda: build(), {"cloud": "local"})
+    expected = graph.named("kthw-control-plane-controller-0-drift").input("expected")
+    assert expected["etcd"]["modes"]["/etc/systemd/system/etcd.service"] == "600 root"
+    assert expected["etcd"]["modes"]["/etc/etcd/server-key.pem"] == "600 etcd"
+    assert expected["kube-apiserver"]["modes"]["/var/lib/kubernetes/apiserver.pem"] == "644 root"
+    assert expected["kube-apiserver"]["modes"]["/usr/local/bin/kube-apiserver"] == "755 root"

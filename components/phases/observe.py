@@ -12,6 +12,8 @@ from components.infra import ControllerHost
 from components.phases import healthz_proxy
 from components.phases.binaries import expected_binaries
 from components.phases.cluster import Cluster
+from components.phases.components import component
+from components.phases.service import inputs
 from components.paths import HOST
 
 
@@ -30,7 +32,10 @@ def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulu
         unit_file = content.apply(lambda c, u=unit: {HOST.unit(u): host_files.sha256(c.rstrip("\n") + "\n")})
         files = pulumi.Output.all(unit_file, host_files.digests(node.read_by(unit)), live_binaries).apply(
             lambda v, u=unit: {**v[0], **v[1], **{p: h for p, h in v[2].items() if p == HOST.binary(u)}})
-        expected[unit] = {"files": files, "units": [unit]}
+        # Modes and owners as the step leaves them (CIS: units 0600; etcd's files its own).
+        modes = {HOST.unit(unit): "600 root", **{i["live"]: f"{int(i['mode'], 8):o} {i['owner']}"
+                                               for i in inputs(component(unit))}}
+        expected[unit] = {"files": files, "units": [unit], "modes": modes}
     if healthz_proxy.wanted(cluster.infra):
         site = host_files.sha256(healthz_proxy.site(cluster.config, cluster.infra).rstrip("\n") + "\n")
         expected["nginx-healthz"] = {"files": {HOST.healthz_site: site}, "units": ["nginx"]}
