@@ -52,6 +52,7 @@ class StackConfig:
     # The one controller whose machine `up` replaces now (scripts/replace-controller sets it): see machines.py.
     replace_controller: Optional[str] = None
     cert_validity_hours: int = 8760
+    admin_cert_validity_hours: int = 24  # the admin's client cert: short-lived, renewed by `up` after half of it
     etcd_heartbeat_ms: int = field(default=100, metadata={"key": "etcdHeartbeatInterval"})
     etcd_election_ms: int = field(default=1000, metadata={"key": "etcdElectionTimeout"})
     etcd_backup_schedule: str = "hourly"  # systemd OnCalendar of the snapshot timer on every controller
@@ -264,6 +265,11 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
     if not 1 <= validity <= 87600:
         r.fail("certValidityHours", f"must be between 1 and 87600 (10 years), got {validity}")
 
+    admin_validity = r.int("adminCertValidityHours")
+    if not 2 <= admin_validity <= validity:
+        r.fail("adminCertValidityHours", f"must be between 2 and kthw:certValidityHours ({validity}), "
+               f"got {admin_validity}")
+
     heartbeat = r.int("etcdHeartbeatInterval")
     election = r.int("etcdElectionTimeout")
     if not 10 <= heartbeat <= 5000:
@@ -312,6 +318,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         service_cidr=service, cluster_cidr=cluster, node_cidr=node, cluster_domain=domain,
         admin_cidrs=admin, encryption_provider=provider, api_server_dns_name=dns_name,
         health_check=health, local_lb_probe=lb_probe, replace_controller=replacing, cert_validity_hours=validity,
+        admin_cert_validity_hours=admin_validity,
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
         etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
         encryption_key_next=keys["encryptionKeyNext"], encryption_key_previous=keys["encryptionKeyPrevious"],

@@ -63,7 +63,7 @@ class ControlPlane(pulumi.ComponentResource):
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=ready)).digests
         cluster = Cluster(prefix=name, parent=self, config=cfg, infra=infra, pki=args.pki,
                           api_server_url=self.api_server_url, digests=digests,
-                          files={h.name: host_files.node_files(args.pki, h.name) for h in hosts},
+                          files={h.name: host_files.node_files(args.pki, h.name, first=h is hosts[0]) for h in hosts},
                           units=service.units(cfg, infra, self.api_server_url))
         drift = {h.name: observe.host_state(cluster, h, ready) for h in hosts}
         run = RemoteSteps(self, name, repairs={h.name: drift[h.name].repairs for h in hosts})

@@ -12,26 +12,32 @@ from typing import Mapping
 import pulumi
 
 from components.pki import Pki
-from components.pki.table import FILES
+from components.pki.table import FILES, HostFile
 from components.render import content_hash, render
 
 
 @dataclass(frozen=True)
 class NodeFiles:
-    """One node's files: path -> content (secrets stay secret), mode and readers, from the file table."""
+    """One node's files: path -> content (secrets stay secret), mode and readers, from the file table; and the
+    paths the table places on other nodes only (removed from this one)."""
 
     contents: dict[str, pulumi.Input[str]]
     modes: dict[str, int]
     readers: dict[str, tuple[str, ...]]
+    placed: tuple[HostFile, ...] = ()
+    absent: tuple[str, ...] = ()
 
     def read_by(self, component: str) -> dict[str, pulumi.Input[str]]:
         """The files `component` reads: a change of any of them restarts it."""
         return {path: c for path, c in self.contents.items() if component in self.readers[path]}
 
 
-def node_files(pki: Pki, node: str) -> NodeFiles:
-    return NodeFiles(contents={f.path: content(pki, node, f.holds) for f in FILES},
-                     modes={f.path: f.mode for f in FILES}, readers={f.path: f.readers for f in FILES})
+def node_files(pki: Pki, node: str, first: bool) -> NodeFiles:
+    """`node`'s files (`first`: the first controller, which alone gets the first-only ones)."""
+    placed = tuple(f for f in FILES if first or not f.first_only)
+    return NodeFiles(contents={f.path: content(pki, node, f.holds) for f in placed},
+                     modes={f.path: f.mode for f in placed}, readers={f.path: f.readers for f in placed},
+                     placed=placed, absent=tuple(f.path for f in FILES if f not in placed))
 
 
 def content(pki: Pki, node: str, holds: str) -> pulumi.Input[str]:

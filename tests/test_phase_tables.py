@@ -50,8 +50,8 @@ def test_every_certificate_kubeconfig_and_ca_lands_somewhere():
     in_kubeconfigs = {client_cert for client_cert, _, _ in KUBECONFIGS.values()}
     for cert in CERTS:  # as files, or inside the kubeconfig that a component (or the admin) reads
         assert cert.name in in_kubeconfigs or {f"cert:{cert.name}", f"key:{cert.name}"} <= held, cert.name
-    for name in KUBECONFIGS:
-        assert f"kubeconfig:{name}" in held, name
+    for name in KUBECONFIGS:  # the admin's is for users only (a stack output), never on a host
+        assert (f"kubeconfig:{name}" in held) == (name != "admin"), name
 
 
 def test_payload_modes_follow_the_table(graph):
@@ -59,6 +59,19 @@ def test_payload_modes_follow_the_table(graph):
 
     members = payload_files(graph)
     assert {path: info.mode for path, (info, _) in members.items()} == {f.path: f.mode for f in FILES}
+
+
+def test_the_super_admin_is_on_the_first_controller_only(graph):
+    from test_rendered_files import payload_files
+
+    super_admin = "/var/lib/kubernetes/super-admin.kubeconfig"
+    on = [n for n in ("controller-0", "controller-1", "controller-2") if super_admin in payload_files(graph, n)]
+    assert on == ["controller-0"]
+    for node in ("controller-1", "controller-2"):  # and removed from the others, staged copy included
+        script = graph.named(f"kthw-control-plane-{node}-files").input("create")
+        assert f"rm -f {super_admin} /var/lib/kthw/staged/files{super_admin}" in script
+        apiserver = graph.named(f"kthw-control-plane-{node}-kube-apiserver").input("create")
+        assert super_admin not in apiserver  # nothing to switch in there
 
 
 def test_each_unit_reads_only_files_placed_for_it(graph):

@@ -131,3 +131,22 @@ def test_encryption_config_during_a_rotation_decrypts_with_every_key_and_encrypt
     assert graph.stack_outputs["name"] == encryption_key_name(current)  # not a secret: a digest of the key
     rewrite = graph.named("kthw-control-plane-controller-0-rewrite-secrets").input("create")
     assert encryption_key_name(current) in rewrite and current not in rewrite
+
+
+def test_the_admin_certificate_is_short_lived_and_renewed_by_up():
+    graph = evaluate(lambda: build(config(adminCertValidityHours="12", certValidityHours="4380")), {"cloud": "local"})
+    admin = graph.named("kthw-pki-admin")
+    assert (admin.input("validityPeriodHours"), admin.input("earlyRenewalHours")) == (12, 6)
+    for name in ("apiserver", "super-admin", "controller-manager"):  # the others keep kthw:certValidityHours
+        cert = graph.named(f"kthw-pki-{name}")
+        assert (cert.input("validityPeriodHours"), cert.input("earlyRenewalHours")) == (4380, 438), name
+    default = evaluate(lambda: build(), {"cloud": "local"}).named("kthw-pki-admin")
+    assert default.input("validityPeriodHours") == 24
+
+
+@pytest.mark.parametrize("hours", ["1", "5000"])
+def test_the_admin_certificate_validity_is_checked(hours):
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError, match="kthw:adminCertValidityHours must be between 2 and"):
+        config(adminCertValidityHours=hours, certValidityHours="4380")

@@ -154,7 +154,10 @@ def test_kubeconfigs_pass_kubectl_config_view(graph, tmp_path):
     files = payload_files(graph)
     kubeconfigs = {p: c for p, (_, c) in files.items() if p.endswith(".kubeconfig")}
     assert set(kubeconfigs) == {f"/var/lib/kubernetes/{n}.kubeconfig" for n in
-                                ("admin", "super-admin", "controller-manager", "scheduler")}
+                                ("super-admin", "controller-manager", "scheduler")}
+    from harness import unwrap
+
+    kubeconfigs["(stack output)/admin.kubeconfig"] = unwrap(graph.stack_outputs["kubeconfig"])  # users' only
     for path, content in kubeconfigs.items():
         file = tmp_path / Path(path).name
         file.write_text(content)

@@ -17,7 +17,7 @@ def files(cluster: Cluster, run: RemoteSteps, host: ControllerHost, depends_on: 
           ) -> remote.Command:
     node = cluster.files[host.name]
     body = host_files.fingerprint(node.contents).apply(
-        lambda digest: after_shebang(render("common/put-files.sh.j2"), f"# files: {digest}\n"))
+        lambda digest: after_shebang(render("common/put-files.sh.j2", absent=node.absent), f"# files: {digest}\n"))
     # Secrets travel only on stdin; the output is not logged.
     return run.run(host, "files", body, render("common/remove-files.sh.j2"), depends_on=depends_on,
                    stdin=host_files.payload(node), logging=remote.Logging.NONE)

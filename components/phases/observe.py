@@ -34,7 +34,7 @@ def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulu
             lambda v, u=unit: {**v[0], **v[1], **{p: h for p, h in v[2].items() if p == HOST.binary(u)}})
         # Modes and owners as the step leaves them (CIS: units 0600; etcd's files its own).
         modes = {HOST.unit(unit): "600 root", **{i["live"]: f"{int(i['mode'], 8):o} {i['owner']}"
-                                               for i in inputs(component(unit))}}
+                                               for i in inputs(component(unit), node)}}
         expected[unit] = {"files": files, "units": [unit], "modes": modes}
     if healthz_proxy.wanted(cluster.infra):
         site = host_files.sha256(healthz_proxy.site(cluster.config, cluster.infra).rstrip("\n") + "\n")

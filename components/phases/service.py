@@ -8,13 +8,13 @@ import pulumi
 from pulumi_command import remote
 
 from components import host_files
+from components.host_files import NodeFiles
 from components.config import StackConfig
 from components.infra import ControllerHost, InfraOutputs
 from components.phases.cluster import Cluster, etcd_client_urls
 from components.phases.components import COMPONENTS, TLS_CIPHER_SUITES, Component, render_unit
 from components.phases.remote import POLL_SECONDS, RemoteSteps
 from components.paths import HOST
-from components.pki.table import FILES
 from components.render import content_hash, render
 
 
@@ -35,11 +35,11 @@ def units(cfg: StackConfig, infra: InfraOutputs, api_server_url: pulumi.Output[s
     return {h.name: {row.unit: unit(h, row) for row in COMPONENTS} for h in hosts}
 
 
-def inputs(row: Component) -> list[dict[str, str]]:
-    """What the row's service runs on, staged by the files and binaries steps: where each waits, where it goes
-    live, its mode."""
+def inputs(row: Component, node: NodeFiles) -> list[dict[str, str]]:
+    """What the row's service runs on, on `node`, staged by the files and binaries steps: where each waits, where
+    it goes live, its mode and owner."""
     files = [{"staged": HOST.staged_file(f.path), "live": f.path, "mode": f"{f.mode:04o}", "owner": f.owner}
-             for f in FILES if row.unit in f.readers]
+             for f in node.placed if row.unit in f.readers]
     return files + [{"staged": HOST.staged_binary(b), "live": HOST.binary(b), "mode": "0755", "owner": "root"}
                     for b in row.binaries]
 
@@ -48,7 +48,7 @@ def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Compo
             depends_on: Sequence[pulumi.Resource], prestart: pulumi.Input[str] = "") -> remote.Command:
     """The row's service on `host`: installed, started (first start) or restarted (rolling), then healthy."""
     unit_content = cluster.units[host.name][row.unit]
-    staged = inputs(row)
+    staged = inputs(row, cluster.files[host.name])
     files = cluster.files[host.name].read_by(row.unit)
     versions = f"{cluster.config.kubernetes_version} {cluster.config.etcd_version}"
     endpoints = cluster.private_ips().apply(etcd_client_urls)

@@ -84,9 +84,10 @@ def self_signed_ca(name: str, common_name: str, parent: pulumi.Resource) -> Cert
 
 def signed_cert(name: str, signer: CertPair, common_name: str, organization: Optional[str],
                 dns_names: pulumi.Input[Sequence[str]], ip_addresses: pulumi.Input[Sequence[str]],
-                usages: Sequence[str], validity_hours: int, parent: pulumi.Resource) -> CertPair:
-    """A leaf (`<name>-key`, `<name>-csr`, `<name>`) signed by `signer`, re-issued within a tenth of its validity
-    of its end."""
+                usages: Sequence[str], validity_hours: int, parent: pulumi.Resource,
+                renew_fraction: int = 10) -> CertPair:
+    """A leaf (`<name>-key`, `<name>-csr`, `<name>`) signed by `signer`, re-issued by the first `up` within
+    1/`renew_fraction` of its validity of its end."""
     key = private_key(f"{name}-key", parent)
     request = tls.CertRequest(
         f"{name}-csr", private_key_pem=key.private_key_pem,
@@ -95,7 +96,7 @@ def signed_cert(name: str, signer: CertPair, common_name: str, organization: Opt
     cert = tls.LocallySignedCert(
         name, cert_request_pem=request.cert_request_pem,
         ca_cert_pem=signer.cert_pem, ca_private_key_pem=signer.key_pem,
-        validity_period_hours=validity_hours, early_renewal_hours=max(1, validity_hours // 10),
+        validity_period_hours=validity_hours, early_renewal_hours=max(1, validity_hours // renew_fraction),
         allowed_uses=list(usages), set_subject_key_id=True, opts=pulumi.ResourceOptions(parent=parent))
     return CertPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), cert.validity_end_time)
 
@@ -116,6 +117,7 @@ class Pki(pulumi.ComponentResource):
         super().__init__("kthw:pki:Pki", name, None, opts)
         self._name = name
         self._validity = args.config.cert_validity_hours
+        self._short_validity = args.config.admin_cert_validity_hours
         cfg = args.config
         names = [h.name for h in args.hosts]
         extra = list(args.extra_sans) + ([cfg.api_server_dns_name] if cfg.api_server_dns_name else [])
@@ -181,6 +183,8 @@ class Pki(pulumi.ComponentResource):
         extra = pulumi.Output.all(*sans.either).apply(_split_names)
         dns = pulumi.Output.all(pulumi.Output.all(*sans.dns), extra).apply(lambda v: list(v[0]) + v[1][0])
         ips = pulumi.Output.all(pulumi.Output.all(*sans.ips), extra).apply(lambda v: list(v[0]) + v[1][1])
+        # A short-lived identity (the admin's) is renewed by any `up` in the second half of its life.
+        validity, renew = (self._short_validity, 2) if spec.short_lived else (self._validity, 10)
         return signed_cert(f"{self._name}-{name}", self.cas[spec.signer],
                            spec.common_name.replace("{node}", node or ""), spec.organization, dns, ips,
-                           spec.usages, self._validity, self)
+                           spec.usages, validity, self, renew_fraction=renew)

@@ -74,6 +74,7 @@ class CertSpec:
     usages: Sequence[str]
     per_node: bool = False
     sans: Optional[Callable[[SanContext], Sans]] = None
+    short_lived: bool = False  # kthw:adminCertValidityHours instead of kthw:certValidityHours (not revocable)
 
 
 CAS: tuple[CaSpec, ...] = (
@@ -102,7 +103,7 @@ CERTS: tuple[CertSpec, ...] = (
              "system:kube-controller-manager", None, CLIENT),
     CertSpec("scheduler", "kube-scheduler's client cert", "ca", "system:kube-scheduler", None, CLIENT),
     CertSpec("admin", "the cluster administrator; has rights through the kubeadm:cluster-admins binding", "ca",
-             "kubernetes-admin", "kubeadm:cluster-admins", CLIENT),
+             "kubernetes-admin", "kubeadm:cluster-admins", CLIENT, short_lived=True),
     CertSpec("super-admin", "break-glass system:masters credential; stays on the controllers", "ca",
              "kubernetes-super-admin", "system:masters", CLIENT),
 )
@@ -133,6 +134,7 @@ class HostFile:
     readers: tuple[str, ...]
     mode: int = 0o644
     owner: str = "root"  # user and group (etcd's own files belong to etcd, which runs as its own user)
+    first_only: bool = False  # on the first controller only (removed from the others)
 
     @property
     def private(self) -> bool:
@@ -167,8 +169,9 @@ FILES: tuple[HostFile, ...] = (
     HostFile(f"{_K8S}/encryption-config.yaml", "encryption-config", _APISERVER, 0o600),
     HostFile(f"{_K8S}/audit-policy.yaml", "template:kube-apiserver/audit-policy.yaml", _APISERVER),
     HostFile(f"{_K8S}/authentication-config.yaml", "template:kube-apiserver/authentication-config.yaml", _APISERVER),
-    HostFile(f"{_K8S}/admin.kubeconfig", "kubeconfig:admin", _APISERVER, 0o600),
-    HostFile(f"{_K8S}/super-admin.kubeconfig", "kubeconfig:super-admin", _APISERVER, 0o600),
+    # The break-glass system:masters credential, on the first controller only (RBAC and the Secrets rewrite run
+    # there); the admin's own kubeconfig is for users (a stack output), never on a host.
+    HostFile(f"{_K8S}/super-admin.kubeconfig", "kubeconfig:super-admin", _APISERVER, 0o600, first_only=True),
     HostFile(f"{_K8S}/controller-manager.kubeconfig", "kubeconfig:controller-manager", _CM, 0o600),
     HostFile(f"{_K8S}/scheduler.kubeconfig", "kubeconfig:scheduler", _SCHEDULER, 0o600),
     HostFile(f"{_CONFIG}/kube-scheduler.yaml", "template:kube-scheduler/kube-scheduler.yaml.j2", _SCHEDULER),
