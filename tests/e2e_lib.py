@@ -127,6 +127,17 @@ class LocalStack:
         print registered outputs, secrets included, in plaintext)."""
         return latest_update_changes(self.pulumi("stack", "history", "--json", "--page-size", "1", timeout=120).stdout)
 
+    def preview(self, *extra: str) -> "Preview":
+        """`preview --refresh --expect-no-changes --json` (one document: steps with op, urn and masked states,
+        diagnostics without debug events), read structurally."""
+        result = self.pulumi("preview", "--refresh", "--expect-no-changes", "--json", *extra, check=False,
+                             label="preview --refresh")
+        try:
+            document = json.loads(result.stdout)
+        except ValueError:
+            raise AssertionError(f"preview printed no JSON: {result.stderr[-4000:]}") from None
+        return Preview(result.returncode, document, result.stderr)
+
     def outputs(self) -> dict:
         result = self.pulumi("stack", "output", "--json", "--show-secrets", timeout=120)
         return json.loads(result.stdout)
@@ -188,6 +199,26 @@ class LocalStack:
                 force_teardown(self.layout())
         if not any(str(self.state) in line for line in Path("/proc/mounts").read_text().splitlines()):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class Preview:
+    returncode: int
+    document: dict
+    stderr: str
+
+    def changes(self) -> dict[str, tuple[str, list[str]]]:
+        """name -> (op, drift items of a host's drift resource) of every step that is not "same"/"refresh"."""
+        return {s["urn"].rsplit("::", 1)[-1]: (s["op"], list(((s.get("oldState") or {}).get("outputs") or {})
+                                                               .get("drift") or []))
+                for s in self.document.get("steps") or [] if s["op"] not in ("same", "refresh")}
+
+    def errors(self) -> list[str]:
+        return [d["message"] for d in self.document.get("diagnostics") or [] if d["severity"] == "error"]
+
+    def report(self) -> str:
+        return "\n".join([f"{op} {name} {drift or ''}" for name, (op, drift) in self.changes().items()]
+                         + self.errors()) + "\n" + self.stderr[-2000:]
 
 
 def latest_update_changes(history: str) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import subprocess
 import time
 from pathlib import Path
@@ -141,20 +142,8 @@ def test_https_readyz_probe_follows_the_apiserver(stack):
 
 
 def test_preview_and_second_up_are_clean(stack):
-    # --json: one document (steps with op, urn, diffReasons and masked states; diagnostics without debug events).
-    preview = stack.pulumi("preview", "--refresh", "--expect-no-changes", "--json", label="preview --refresh",
-                           check=False)
-    if preview.returncode != 0:
-        try:
-            digest = json.loads(preview.stdout)
-        except ValueError:
-            raise AssertionError(f"preview failed: {preview.stderr[-4000:]}") from None
-        changed = [f"{s['op']} {s['urn'].rsplit('::', 1)[-1]} {s.get('diffReasons') or ''} "
-                   f"{((s.get('oldState') or {}).get('outputs') or {}).get('drift') or ''}"
-                   for s in digest.get("steps") or [] if s["op"] not in ("same", "refresh")]
-        errors = [d["message"] for d in digest.get("diagnostics") or [] if d["severity"] == "error"]
-        raise AssertionError("the preview is not clean:\n" + "\n".join(changed + errors) + "\n"
-                             + preview.stderr[-2000:])
+    preview = stack.preview()
+    assert preview.returncode == 0 and not preview.changes(), "the preview is not clean:\n" + preview.report()
     stack.up(label="up (no-op)")
     summary = stack.changes()
     assert summary.get("same", 0) > 0 and not any(summary.get(k) for k in CHANGING), summary
@@ -216,19 +205,23 @@ TAMPERS = [
     ("the scheduler stopped", 1, "systemctl stop kube-scheduler", "kube-scheduler: kube-scheduler is inactive"),
     ("a staged cert deleted", 0, "rm /var/lib/kthw/staged/files/etc/etcd/peer.pem",
      "files: /var/lib/kthw/staged/files/etc/etcd/peer.pem is missing"),
+    ("a key opened to everyone", 2, "chmod 0644 /etc/etcd/peer-key.pem",
+     "etcd: /etc/etcd/peer-key.pem is 644 etcd (want 600 etcd)"),
+    ("a unit file given away", 1, "chown nobody /etc/systemd/system/kube-scheduler.service",
+     "kube-scheduler: /etc/systemd/system/kube-scheduler.service is 600 nobody (want 600 root)"),
 ]
 
 
 @pytest.mark.parametrize("what,index,tamper,line", TAMPERS, ids=[t[0] for t in TAMPERS])
 def test_drift_inside_a_controller_is_named_and_repaired(stack, what, index, tamper, line):
     stack.host(index, tamper)
-    preview = stack.pulumi("preview", "--refresh", "--expect-no-changes", "--diff", check=False)
+    preview = stack.preview()
     assert preview.returncode != 0, f"{what}: preview saw no drift"
-    assert f"kthw-control-plane-controller-{index}-drift" in preview.stdout
-    assert line in preview.stdout, preview.stdout[-3000:]
+    op, drift = preview.changes().get(f"kthw-control-plane-controller-{index}-drift", ("", []))
+    assert op == "update" and line in drift, f"{what}:\n{preview.report()}"
     stack.up(label=f"up (repair: {what})")
-    clean = stack.pulumi("preview", "--refresh", "--expect-no-changes", check=False)
-    assert clean.returncode == 0, f"{what}: not repaired:\n{clean.stdout[-3000:]}"
+    clean = stack.preview()
+    assert clean.returncode == 0 and not clean.changes(), f"{what}: not repaired:\n{clean.report()}"
     # A scheduler that lost its lease while its apiserver restarted exits and is restarted by systemd.
     wait_for("services active again", lambda: _all_active(stack, index), 60)
 
@@ -344,15 +337,23 @@ def test_nothing_secret_in_the_state_or_the_logs(stack):
             assert "PRIVATE KEY-----" not in log, f"a private key in the output of {label}"
 
 
-def test_a_concurrent_up_is_refused_by_the_lock(stack):
+def test_a_concurrent_up_is_refused_by_the_lock(stack, monkeypatch):
+    """A second `up` while one runs: the Automation API's own error type for a locked stack, not the CLI's text."""
+    from pulumi import automation as auto
+
+    sys.path.insert(0, str(stack.script("stacks.py").parent))
+    import stacks
+
+    for key, value in stack.env.items():  # the second up runs on the same defaults, through scripts/stacks.py
+        monkeypatch.setenv(key, value)
+    second = stacks.select(stack.name)
     first = subprocess.Popen([str(stack.script("pulumi")), "up", "--yes", "--skip-preview", "--stack", stack.name,
                               "--non-interactive"], env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, stdin=subprocess.DEVNULL)
     try:
         time.sleep(3)
-        second = stack.up(check=False)
-        assert second.returncode != 0
-        assert "locked" in (second.stdout + second.stderr)
+        with pytest.raises(auto.ConcurrentUpdateError):
+            second.up(color="never")
     finally:
         out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-3000:]
