@@ -1,12 +1,10 @@
 """The CIS Kubernetes Benchmark on a controller: kube-bench (the toolchain's) runs inside a one-controller local
-stack and its JSON report is read check by check.
+stack and its JSON report is read check by check; scripts/cis-report then runs on the same stack and must print
+the same totals.
 
-kube-bench finds what it audits by process (`ps -C <bin>`, `ps -ef | grep <bin>`) and by path. Its shipped
-config knows kubeadm's layout; kthw_config() gives it kthw's (components/paths.py): units in
-/etc/systemd/system stand where kubeadm's static pod manifests stand, kubeconfigs and the PKI in
-/var/lib/kubernetes and /etc/etcd, etcd's data in /var/lib/etcd. A few checks of cis-1.12/master.yaml spell
-kubeadm's paths in their audit (/etc/kubernetes/pki, admin.conf): CHECK_PATHS points them at kthw's files, the
-same test on the same kind of file. The controllers run no kubelet: the `node` target is out of scope.
+kube-bench's config for kthw's layout (`kthw_config`, `CHECK_PATHS`), the report's parser and its totals live in
+scripts/cis.py, which scripts/cis-report runs on every controller of a stack (its docstring says how kube-bench is
+pointed at kthw's paths). The controllers run no kubelet: the `node` target is out of scope.
 
 Every FAIL must be in EXPECTED_FAILURES (why it fails today, what fixes it); an expected failure that no longer
 fails is an error too, so the table stays true. The parser is tested on a real report (tests/data: the run of
@@ -18,7 +16,10 @@ import copy
 import json
 import os
 import shutil
-from dataclasses import dataclass, replace
+import subprocess
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,12 @@ import yaml
 from components.paths import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from cis import (BENCHMARK, RUN, RUN_DIR, STATUSES, TARGETS, UPLOAD, Check, ReportError, bench_files,  # noqa: E402
+                 findings, kthw_checks, listing, parse_report, totals)
+
 DATA = ROOT / "tests" / "data" / "kube-bench-cis-1.12.json"
 NODE_CIDR = "198.18.0.32/27"  # the checksums suite's subnet: the suites run one after the other
-# The newest CIS Kubernetes Benchmark kube-bench v0.15.6 ships; its version_mapping stops at Kubernetes 1.34, so it
-# cannot pick one for 1.36 itself.
-BENCHMARK = "cis-1.12"
-TARGETS = ("master", "etcd", "controlplane", "policies")
-STATUSES = ("PASS", "FAIL", "WARN", "INFO")
 BENCH_DIR = "/opt/kube-bench"  # where the test puts kube-bench on the controller
 
 # Every FAIL of the real run: check id -> (why it fails today, what fixes it). Keep it true: a new FAIL fails the
@@ -53,111 +53,7 @@ PROFILING_SERVED = {
 }
 
 
-# --- kthw's layout, for kube-bench ------------------------------------------------------------------------------
-
-def _component(bins: list[str], conf: str | None = None, kubeconfig: str | None = None,
-               datadir: str | None = None, optional: bool = False) -> dict:
-    """One component of kube-bench's config: the process names it looks for and the files it audits."""
-    entry: dict = {"bins": bins}
-    if optional:
-        entry["optional"] = True
-    for key, value in (("conf", conf), ("kubeconfig", kubeconfig), ("datadir", datadir)):
-        if value:
-            entry[{"conf": "confs", "kubeconfig": "kubeconfig", "datadir": "datadirs"}[key]] = [value]
-            entry[f"default{key}"] = value
-    return entry
-
-
-APISERVER = _component(["kube-apiserver"], conf=HOST.unit("kube-apiserver"))
-# ps -C matches the 15-character process name: kube-controller-manager runs as "kube-controller".
-CONTROLLER_MANAGER = _component(["kube-controller-manager", "kube-controller"],
-                                conf=HOST.unit("kube-controller-manager"),
-                                kubeconfig=f"{HOST.kubernetes}/controller-manager.kubeconfig")
-SCHEDULER = _component(["kube-scheduler"], conf=HOST.unit("kube-scheduler"),
-                       kubeconfig=f"{HOST.kubernetes}/scheduler.kubeconfig")
-ETCD = _component(["etcd"], conf=HOST.unit("etcd"), datadir=HOST.etcd_data)
-# No kubelet on a controller: named only so that the CNI checks' $kubeletbin has a value (they find nothing).
-KUBELET = _component(["kubelet"], optional=True)
-
-
-def kthw_config(shipped: dict) -> dict:
-    """kube-bench's cfg/config.yaml with kthw's components and paths for the targets in scope."""
-    config = copy.deepcopy(shipped)
-    config["master"] = {"components": ["apiserver", "scheduler", "controllermanager", "etcd", "kubelet"],
-                        "apiserver": APISERVER, "scheduler": SCHEDULER, "controllermanager": CONTROLLER_MANAGER,
-                        "etcd": ETCD, "kubelet": KUBELET}
-    config["etcd"] = {"components": ["etcd"], "etcd": ETCD}
-    config["controlplane"] = {"components": ["apiserver"], "apiserver": APISERVER}
-    config["policies"] = {"components": []}
-    return config
-
-
-# Audits of cis-1.12/master.yaml that spell kubeadm's paths: (file, kubeadm's text, kthw's, occurrences). kthw names
-# certificates <name>.pem and keys <name>-key.pem (components/pki/table.py); etcd's PKI is /etc/etcd (kubeadm's is
-# /etc/kubernetes/pki/etcd, under the directory 1.1.20/1.1.21 search); the admin kubeconfigs are admin.kubeconfig
-# and super-admin.kubeconfig beside the other kubeconfigs.
-_K8S, _ETCD = HOST.kubernetes, HOST.etcd
-CHECK_PATHS: tuple[tuple[str, str, str, int], ...] = (
-    ("master.yaml", "for adminconf in /etc/kubernetes/admin.conf /etc/kubernetes/super-admin.conf;",
-     f"for adminconf in {_K8S}/admin.kubeconfig {_K8S}/super-admin.kubeconfig;", 2),  # 1.1.13, 1.1.14
-    ("master.yaml", 'audit: "find /etc/kubernetes/pki/ | xargs stat -c %U:%G"',
-     f'audit: "find {_K8S}/ | xargs stat -c %U:%G"', 1),  # 1.1.19
-    ("master.yaml", """audit: "find /etc/kubernetes/pki/ -name '*.crt' | xargs stat -c permissions=%a\"""",
-     f"""audit: "find {_K8S}/ {_ETCD}/ \\\\( -name '*.pem' -o -name '*.pub' \\\\) ! -name '*-key.pem'"""
-     """ | xargs stat -c permissions=%a\"""", 1),  # 1.1.20
-    ("master.yaml", """audit: "find /etc/kubernetes/pki/ -name '*.key' | xargs stat -c permissions=%a\"""",
-     f"""audit: "find {_K8S}/ {_ETCD}/ -name '*-key.pem' | xargs stat -c permissions=%a\"""", 1),  # 1.1.21
-)
-
-
-def kthw_checks(name: str, text: str) -> str:
-    """A benchmark file with CHECK_PATHS applied (each where, and as often as, it is expected: a kube-bench upgrade
-    that moves them fails here, not silently)."""
-    for file, old, new, count in CHECK_PATHS:
-        if file == name:
-            assert text.count(old) == count, f"{name}: expected {count} x {old!r}, found {text.count(old)}"
-            text = text.replace(old, new)
-    return text
-
-
-# --- the report -------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    text: str
-    status: str  # PASS, FAIL, WARN or INFO
-    scored: bool  # the benchmark's "Automated" checks
-    target: str  # master, etcd, controlplane, policies
-    remediation: str
-    actual: str  # what the audit printed
-
-
-def parse_report(report: dict) -> list[Check]:
-    """Every check of kube-bench's --json report, in its order; refuses a report of another benchmark, a duplicate
-    id, an unknown status, or totals that do not add up."""
-    checks: list[Check] = []
-    for control in report["Controls"]:
-        assert control["version"] == BENCHMARK, f"report of {control['version']}, not {BENCHMARK}"
-        for group in control["tests"]:
-            for result in group["results"]:
-                assert result["status"] in STATUSES, result
-                checks.append(Check(id=result["test_number"], text=result["test_desc"], status=result["status"],
-                                    scored=bool(result["scored"]), target=control["node_type"],
-                                    remediation=result["remediation"].strip(),
-                                    actual=(result.get("actual_value") or "").strip()))
-    ids = [c.id for c in checks]
-    assert len(ids) == len(set(ids)), f"duplicate check ids: {sorted({i for i in ids if ids.count(i) > 1})}"
-    totals = report["Totals"]
-    for status in STATUSES:
-        assert totals[f"total_{status.lower()}"] == sum(c.status == status for c in checks), (status, totals)
-    return checks
-
-
-def findings(checks: list[Check]) -> list[Check]:
-    """The FAIL and WARN checks."""
-    return [c for c in checks if c.status in ("FAIL", "WARN")]
-
+# --- the report against the table ----------------------------------------------------------------------------------
 
 def problems(checks: list[Check], expected: dict[str, tuple[str, str]]) -> list[str]:
     """What differs from the table: a FAIL it does not list, an entry that does not fail (or is not in the report)."""
@@ -170,11 +66,6 @@ def problems(checks: list[Check], expected: dict[str, tuple[str, str]]) -> list[
         elif by_id[check_id].status != "FAIL":
             out.append(f"{check_id} ({why}) is now {by_id[check_id].status}: remove it from EXPECTED_FAILURES")
     return out
-
-
-def listing(checks: list[Check]) -> str:
-    """One line per FAIL and WARN check: status, id, target, text."""
-    return "\n".join(f"{c.status} {c.id:7} [{c.target}] {c.text}" for c in findings(checks))
 
 
 # --- unit tests of the parser, on a real report --------------------------------------------------------------------
@@ -229,11 +120,11 @@ def test_the_recording_holds_nothing_secret():
 def test_parser_refuses_another_benchmark_and_wrong_totals(recorded):
     other = copy.deepcopy(recorded)
     other["Controls"][0]["version"] = "cis-1.10"
-    with pytest.raises(AssertionError, match="not cis-1.12"):
+    with pytest.raises(ReportError, match="not cis-1.12"):
         parse_report(other)
     wrong = copy.deepcopy(recorded)
     wrong["Totals"]["total_fail"] += 1
-    with pytest.raises(AssertionError, match="FAIL"):
+    with pytest.raises(ReportError, match="FAIL"):
         parse_report(wrong)
 
 
@@ -253,31 +144,17 @@ def test_the_shipped_checks_take_kthws_paths():
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 def install_kube_bench(stack, toolchain: Path) -> None:
-    """kube-bench, its cfg/ (CHECK_PATHS applied) and kthw's config, into controller-0 through its root directory."""
+    """kube-bench, its cfg/ (CHECK_PATHS applied), kthw's config and run.sh (scripts/cis.py's `bench_files`, as
+    scripts/cis-report copies them) into controller-0 through its root directory."""
     root = stack.layout().hosts[0].dir / "root"
     dest = root / BENCH_DIR.lstrip("/")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     shutil.copy2((toolchain / "bin/kube-bench").resolve(), dest / "kube-bench")
-    shutil.copytree(toolchain / "share/kube-bench/cfg", dest / "cfg")
-    bench = dest / "cfg" / BENCHMARK
-    for name in {file for file, *_ in CHECK_PATHS}:
-        (bench / name).write_text(kthw_checks(name, (bench / name).read_text()))
-    shipped = yaml.safe_load((dest / "cfg/config.yaml").read_text())
-    (dest / "kthw.yaml").write_text(yaml.safe_dump(kthw_config(shipped), sort_keys=False))
-    # A script, so that `ps -ef | grep etcd` sees no shell command line naming etcd (kube-bench's own still does,
-    # through --targets; the etcd checks look for etcd's own flags). A clean environment and no terminal: `ps -ef`
-    # cuts its lines to $COLUMNS (pytest's children get COLUMNS=80 here) or a terminal's width, and with them the
-    # flags kube-bench reads: every flag check FAILs.
-    (dest / "run.sh").write_text(
-        "#!/bin/sh\n"
-        f"cd {BENCH_DIR}\n"
-        "exec </dev/null\n"
-        f"exec env -i HOME=/root LANG=C.UTF-8 KUBECONFIG={HOST.kubernetes}/admin.kubeconfig "
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
-        f"timeout 300 ./kube-bench --config-dir cfg --config kthw.yaml run --targets {','.join(TARGETS)} "
-        f"--benchmark {BENCHMARK} --json\n")
-    (dest / "run.sh").chmod(0o755)
+    for name, data in bench_files(toolchain / "share/kube-bench/cfg").items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(data)
+    (dest / RUN).chmod(0o755)
 
 
 def profiling_served(stack) -> dict[str, bool]:
@@ -318,12 +195,46 @@ def wait_for_components(stack, seconds: int = 120) -> None:
 
 
 def run_kube_bench(stack) -> dict:
-    result = stack.host(0, f"{BENCH_DIR}/run.sh", timeout=360, check=False)
+    result = stack.host(0, f"{BENCH_DIR}/{RUN}", timeout=360, check=False)
     try:
         return json.loads(result.stdout)
     except ValueError:
         raise AssertionError(f"kube-bench printed no JSON (exit {result.returncode}): "
                              f"{result.stdout[-2000:]}{result.stderr[-3000:]}") from None
+
+
+def run_cis_report(stack, *extra: str) -> subprocess.CompletedProcess:
+    label, start = " ".join(("cis-report", *extra)), time.monotonic()
+    result = subprocess.run([str(stack.script("cis-report")), "--stack", stack.name, *extra], env=stack.env,
+                            text=True, capture_output=True, timeout=900, stdin=subprocess.DEVNULL)
+    stack.timings[label] = round(time.monotonic() - start, 1)
+    stack.logs[f"{len(stack.logs)}: {label}"] = result.stdout + result.stderr
+    return result
+
+
+def check_cis_report(stack, checks: list[Check]) -> None:
+    """scripts/cis-report on the stack (over SSH, as a user runs it) prints the totals the test's own run parsed,
+    exits 0 without a FAIL (1 with one), lists every FAIL, says the same with --json, and leaves nothing behind."""
+    expected = totals(checks)
+    failures = [c for c in checks if c.status == "FAIL"]
+    for extra in ((), ("--json",)):
+        result = run_cis_report(stack, *extra)
+        assert result.returncode == (1 if failures else 0), f"{result.stdout}{result.stderr[-3000:]}"
+        assert secret_shaped(result.stdout + result.stderr) == []
+        if extra:
+            (controller,) = json.loads(result.stdout)["controllers"]
+            assert controller == {"name": "controller-0", "totals": expected, "inactive": [], "error": None,
+                                  "failures": [{"id": c.id, "target": c.target, "text": c.text} for c in failures]}
+        else:
+            lines = result.stdout.splitlines()
+            line = (f"controller-0: PASS {expected['PASS']}, FAIL {expected['FAIL']}, WARN {expected['WARN']}, "
+                    f"INFO {expected['INFO']}")
+            assert line in lines, result.stdout
+            assert [l.split()[1] for l in lines if l.startswith("  FAIL ")] == [c.id for c in failures], lines
+        label = " ".join(("cis-report", *extra))
+        print(f"[scripts/{label}: exit {result.returncode}, {stack.timings[label]} s]\n{result.stdout}")
+    left = stack.host(0, f"ls -d {RUN_DIR}.* /home/*/{UPLOAD}.* /root/{UPLOAD}.* 2>/dev/null || true").stdout
+    assert left == "", f"cis-report left {left}"
 
 
 @pytest.mark.e2e
@@ -352,5 +263,6 @@ def test_cis_benchmark_on_a_controller():
               + ", ".join(f"{s} {sum(c.status == s for c in checks)}" for s in STATUSES) + "]\n" + listing(checks))
         assert problems(checks, EXPECTED_FAILURES) == [], listing(checks)
         assert profiling_served(stack) == PROFILING_SERVED
+        check_cis_report(stack, checks)
     finally:
         stack.cleanup()
