@@ -150,11 +150,15 @@ def run_script() -> str:
     A script, so that `ps -ef | grep etcd` sees no shell command line naming etcd (kube-bench's own still does,
     through --targets; the etcd checks look for etcd's own flags). A clean environment and no terminal: `ps -ef`
     cuts its lines to $COLUMNS (pytest's children get COLUMNS=80) or a terminal's width, and with them the flags
-    kube-bench reads: every flag check FAILs."""
+    kube-bench reads: every flag check FAILs. The 5.1.x audits ask the API with kubectl (`auth can-i --as`): the
+    admin kubeconfig is a stack output only, so they use the super-admin's where the host has it (the first
+    controller); elsewhere they cannot ask, and WARN (they are Manual)."""
+    kubeconfigs = " ".join(f"{HOST.kubernetes}/{name}.kubeconfig" for name in ("admin", "super-admin"))
     return ("#!/bin/sh\n"
-            'cd "$(dirname "$0")"\n'
+            'cd "$(dirname "$0")" || exit 1\n'
             "exec </dev/null\n"
-            f"exec env -i HOME=/root LANG=C.UTF-8 KUBECONFIG={HOST.kubernetes}/admin.kubeconfig "
+            f'k=; for f in {kubeconfigs}; do [ -e "$f" ] && k=$f && break; done\n'
+            'exec env -i HOME=/root LANG=C.UTF-8 KUBECONFIG="$k" '
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
             f"timeout {KUBE_BENCH_SECONDS} ./kube-bench --config-dir cfg --config {CONFIG} run "
             f"--targets {','.join(TARGETS)} --benchmark {BENCHMARK} --json\n")

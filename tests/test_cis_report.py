@@ -186,6 +186,7 @@ def test_bench_files_carry_kthws_paths_and_run_script(tmp_path):
     run = files["run.sh"].decode()
     assert "--targets master,etcd,controlplane,policies --benchmark cis-1.12 --json" in run
     assert "--config-dir cfg --config kthw.yaml" in run and "exec env -i " in run and "timeout 300 " in run
+    assert f"for f in {HOST.kubernetes}/admin.kubeconfig {HOST.kubernetes}/super-admin.kubeconfig;" in run
 
 
 def test_bench_files_refuse_a_cfg_that_moved(tmp_path):
