@@ -97,6 +97,22 @@ def test_a_fail_whose_audit_found_nothing_says_so(checks):
     assert cis.exit_status([cis.ControllerReport("controller-1", emptied)]) == 1
 
 
+def test_the_admin_credential_checks_do_not_apply_where_kthw_places_no_such_file(checks):
+    """1.1.13/1.1.14 stat the administrative kubeconfig: on a controller other than the first there is none by
+    design, kube-bench FAILs on the empty audit, and the report lists them as N/A with the reason. Where the file
+    is there and wrong, they stay FAILs."""
+    absent = tuple(replace(c, status="FAIL", actual="") if c.id in ("1.1.13", "1.1.14") else c for c in fixed(checks))
+    report = cis.ControllerReport("controller-1", absent)
+    assert report.failures == [] and [c.id for c in report.not_applicable] == ["1.1.13", "1.1.14"]
+    assert cis.exit_status([report]) == 0
+    lines = cis.render_text("prod", [report]).splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("  N/A")] == [["N/A", "1.1.13"], ["N/A", "1.1.14"]]
+    assert cis.render_json("prod", [report])["controllers"][0]["notApplicable"][0]["id"] == "1.1.13"
+    wrong = tuple(replace(c, status="FAIL", actual="644") if c.id == "1.1.13" else c for c in fixed(checks))
+    assert [c.id for c in cis.ControllerReport("controller-0", wrong).failures] == ["1.1.13"]
+    assert cis.exit_status([cis.ControllerReport("controller-0", wrong)]) == 1
+
+
 def test_the_json_report_says_the_same(checks):
     reports = [cis.ControllerReport("controller-0", checks), cis.ControllerReport("controller-1", fixed(checks)),
                cis.ControllerReport("controller-2", error="kube-bench printed no JSON")]
@@ -109,7 +125,7 @@ def test_the_json_report_says_the_same(checks):
     assert first["failures"] == [{"id": i, "target": by_id[i].target, "text": by_id[i].text}
                                  for i in RECORDED_FAILURES]
     assert second["totals"] == {"PASS": 61, "FAIL": 0, "WARN": 45, "INFO": 0} and second["failures"] == []
-    assert third == {"name": "controller-2", "totals": None, "failures": [], "inactive": [],
+    assert third == {"name": "controller-2", "totals": None, "failures": [], "notApplicable": [], "inactive": [],
                      "error": "kube-bench printed no JSON"}
     assert document["totals"] == {"PASS": 115, "FAIL": 7, "WARN": 90, "INFO": 0}
     assert document["exit"] == 2
