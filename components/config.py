@@ -71,7 +71,12 @@ class StackConfig:
 
     @property
     def controller_names(self) -> list[str]:
-        return [f"controller-{i}" for i in range(self.controller_count)]
+        return controller_names(self.controller_count)
+
+
+def controller_names(count: int) -> list[str]:
+    """The controllers' names (their hostnames): controller-0, controller-1, ..."""
+    return [f"controller-{i}" for i in range(count)]
 
 
 # An unset key's value on one cloud, where it differs from StackConfig's default (by field name).
@@ -257,7 +262,7 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         r.fail("localLbProbe", f"is for the local stack only; {cloud}'s load balancer probes with its own timings")
 
     replacing = r.str("replaceController")
-    if replacing is not None and replacing not in [f"controller-{i}" for i in range(count)]:
+    if replacing is not None and replacing not in controller_names(count):
         r.fail("replaceController", f"must name one controller (controller-0 .. controller-{count - 1}), "
                f"got {replacing!r}; scripts/replace-controller sets and removes it")
 

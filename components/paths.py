@@ -32,6 +32,11 @@ class HostPaths:
         return f"{self.bin}/{name}"
 
     @property
+    def staged_bin(self) -> str:
+        """Where the binaries step stages the service binaries."""
+        return f"{self.staged}/bin"
+
+    @property
     def staged_files(self) -> str:
         """Where the files step unpacks a node's files, each under its live path."""
         return f"{self.staged}/files"
@@ -40,7 +45,7 @@ class HostPaths:
         return f"{self.staged_files}{path}"
 
     def staged_binary(self, name: str) -> str:
-        return f"{self.staged}/bin/{name}"
+        return f"{self.staged_bin}/{name}"
 
 
 HOST = HostPaths()

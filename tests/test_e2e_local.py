@@ -249,7 +249,7 @@ def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     etcd = artifact("etcd", "v3.6.14")
     script = render("common/install-binaries.sh.j2", kubernetes_version="v1.36.3", services=SERVICE_BINARIES,
                     kubernetes=artifacts, etcd={**etcd, "version": "v3.6.14"})
-    binaries = " ".join(f"{d}/{n}" for d in (HOST.bin, HOST.staged_binary("").rstrip("/"))
+    binaries = " ".join(f"{d}/{n}" for d in (HOST.bin, HOST.staged_bin)
                         for n in ("kube-apiserver", "kube-scheduler"))
     before = stack.host(0, f"sha256sum {binaries}").stdout
     result = stack.host(0, script, check=False, timeout=300)
