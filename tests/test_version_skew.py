@@ -139,3 +139,10 @@ def test_a_refresh_sees_what_runs_and_the_preview_decides_from_it(monkeypatch):
         provider.diff("versions", refreshed, back)
     monkeypatch.setattr(version_skew, "observe_running", lambda hosts: {"kubernetes": [], "etcd": []})
     assert provider.read("versions", olds).outs == olds  # nobody answers: nothing learned
+    # A failed upgrade (asked v1.37.2, every host still runs v1.36.3): refreshed, a jump to v1.38 is refused in the
+    # preview, although it is one minor from what the last up asked.
+    monkeypatch.setattr(version_skew, "observe_running",
+                        lambda hosts: {"kubernetes": ["v1.36.3"], "etcd": ["v3.6.14"]})
+    failed = provider.read("versions", gate_state("v1.37.2", [])).outs
+    with pytest.raises(ValueError, match="skips v1.37.x"):
+        provider.diff("versions", failed, {**failed, "kubernetes": "v1.38.0"})
