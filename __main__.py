@@ -24,7 +24,8 @@ pulumi.export("apiServerUrl", control_plane.api_server_url)
 pulumi.export("publicAddress", infra.public_address)
 pulumi.export("healthCheck", infra.health_check.value)
 pulumi.export("controllers", [{"name": h.name, "privateIp": h.private_ip, "sshHost": h.ssh_host, "sshPort": h.ssh_port,
-                                "sshUser": h.ssh_user, "machineUrn": h.machine_urn} for h in infra.hosts])
+                                "sshUser": h.ssh_user, "sshHostKey": h.ssh_host_key, "machineUrn": h.machine_urn}
+                               for h in infra.hosts])
 # How an operator reaches the controllers (scripts/etcd-backup): a secret, like the kubeconfig.
 pulumi.export("sshPrivateKeys", pulumi.Output.secret({h.name: h.ssh_private_key for h in infra.hosts}))
 pulumi.export("kubeconfig", pki.kubeconfigs["admin"])

@@ -1,8 +1,8 @@
 """A controller's first boot, the same on every infra (azure, gcp, local).
 
-Each infra boots its controllers from an image with cloud-init, gives it the same user data
-(`scripts/common/user-data.yaml`: Azure's customData, GCP's `user-data` metadata, the local hosts' NoCloud seed)
-and lets the bootstrap log in as the image's non-root sudo user (`DEFAULT_ADMIN_USERNAME` unless configured).
+Each infra boots its controllers from an image with cloud-init, gives it the same user data but for its own SSH
+host key (`scripts/common/user-data.yaml.j2`: Azure's customData, GCP's `user-data` metadata, the local hosts'
+NoCloud seed; the key: components/host_keys.py), and lets the bootstrap log in as the image's non-root sudo user (`DEFAULT_ADMIN_USERNAME` unless configured).
 `wait_for_boot` then waits, over the bootstrap's own SSH path, until cloud-init is done on a host: every step of
 the bootstrap depends on it (through `InfraOutputs.ready`).
 """
@@ -14,20 +14,20 @@ import pulumi
 from pulumi_command import remote
 
 from components.infra import ControllerHost
-from components.render import script
+from components.render import render
 from components.ssh import BOOT_DIAL_ERROR_LIMIT, connection
 
 DEFAULT_ADMIN_USERNAME = "kthw"  # the sudo user the bootstrap logs in as (Azure's adminUsername, GCP's, local)
-USER_DATA = "common/user-data.yaml"
+USER_DATA = "common/user-data.yaml.j2"
 
 # Bounded: cloud-init gets 15 minutes; then the boot marker must exist and sudo must work without a password.
 WAIT_FOR_BOOT = ("timeout 900 cloud-init status --wait >/dev/null; "
                  "test -f /var/lib/cloud/instance/boot-finished && sudo -n true")
 
 
-def user_data() -> str:
-    """The `#cloud-config` every controller boots with."""
-    return script(USER_DATA)
+def user_data(host_key_private: str, host_key_public: str) -> str:
+    """The `#cloud-config` a controller boots with: the same for all but for the host key (OpenSSH halves)."""
+    return render(USER_DATA, host_key={"private": host_key_private, "public": host_key_public})
 
 
 def wait_for_boot(name: str, host: ControllerHost, after: Sequence[pulumi.Resource], parent: pulumi.Resource,

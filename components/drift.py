@@ -11,6 +11,10 @@ drifted groups' `repairs` counters go up (the host is probed again first, so a r
 repairs nothing that did not drift), and the bootstrap steps that embed their group's counter run again and put
 the host back.
 
+The probe's SSH client pins the host's key where the stack has one (components/host_keys.py): another key is
+refused at once, without retries, and named as the host's drift; `up` cannot repair it (every step refuses that
+host too) until the machine is what the stack made or is replaced.
+
 Nothing secret is reachable from the provider object (it is pickled into the state): the SSH key arrives as
 a (secret) input on each call.
 """
@@ -133,7 +137,9 @@ def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     for attempt in range(PROBE_ATTEMPTS):
         try:
             client = ssh.client(props["host"], props["port"], props["user"], props["private_key"],
-                                timeout=PROBE_TIMEOUT_SECONDS)
+                                timeout=PROBE_TIMEOUT_SECONDS, host_key=props.get("host_key"), name=props.get("name"))
+        except ssh.HostKeyMismatch:
+            raise  # not transient: refused at once, nothing sent
         except (paramiko.SSHException, OSError) as exc:
             error = exc
         else:
@@ -160,13 +166,15 @@ class HostStateProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
             observed = probe_host(props)
+        except ssh.HostKeyMismatch as exc:
+            return ReadResult(id_, {**props, "observed": {}, "drift": [f"host: {exc}"]})
         except Exception as exc:  # noqa: BLE001 - an unreachable host is drift too
             return ReadResult(id_, {**props, "observed": {}, "drift": [f"host: unreachable ({type(exc).__name__}: {exc})"]})
         drift = compare(props["expected"], observed)
         return ReadResult(id_, {**props, "observed": observed, "drift": drift_lines(drift)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = bool(olds.get("drift")) or any(olds.get(k) != news.get(k) for k in ("expected", "host", "port", "user"))
+        changed = bool(olds.get("drift")) or any(olds.get(k) != news.get(k) for k in ("expected", "host", "port", "user", "host_key"))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -200,6 +208,7 @@ class HostStateArgs:
     user: pulumi.Input[str]
     private_key: pulumi.Input[str]
     expected: pulumi.Input[Mapping[str, Any]]  # group -> {"files": {path: sha256}, "units": [unit]}
+    host_key: Optional[pulumi.Input[Optional[str]]] = None  # the pinned SSH host key (components/host_keys.py)
 
 
 class HostState(pulumi.dynamic.Resource):
@@ -211,6 +220,7 @@ class HostState(pulumi.dynamic.Resource):
     def __init__(self, name: str, args: HostStateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         props = {"name": args.name, "host": args.host, "port": args.port, "user": args.user,
                  "private_key": pulumi.Output.secret(args.private_key), "expected": args.expected,
+                 "host_key": args.host_key,
                  "drift": [], "repairs": None, "observed": None}
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
         super().__init__(HostStateProvider(), name, props, opts)

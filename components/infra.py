@@ -88,6 +88,8 @@ class ControllerHost:
     ssh_port: pulumi.Input[int]
     ssh_user: pulumi.Input[str]
     ssh_private_key: pulumi.Input[str]  # always a Pulumi secret
+    # The host key its SSH clients accept, one OpenSSH line (components/host_keys.py); None: not pinned (yet).
+    ssh_host_key: Optional[pulumi.Input[Optional[str]]] = None
     # Changes when the machine is re-created (VM id, container boot id): every step on it runs again.
     instance_id: Optional[pulumi.Input[str]] = None
     machine_urn: Optional[pulumi.Input[str]] = None  # its machine resource (scripts/replace-controller replaces it)

@@ -24,6 +24,12 @@ def spec(*parts: Any) -> str:
     return content_hash(*(str(p) for p in parts))
 
 
+def spec_output(*parts: pulumi.Input[Any]) -> pulumi.Output[str]:
+    """The fingerprint of parts that are Outputs, not secret even where a part is (the first-boot data holds the
+    host key): a hash reveals nothing of it, and the host keys pinned by it are stack outputs in clear."""
+    return pulumi.Output.unsecret(pulumi.Output.all(*parts).apply(lambda values: spec(*values)))
+
+
 def pending(built: Mapping[str, str], specs: Mapping[str, str], replacing: Optional[str]) -> list[str]:
     """The controllers whose machine was built from another spec than the config's, and that are not being
     replaced now."""

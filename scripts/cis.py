@@ -478,7 +478,8 @@ def check_stack(outputs: dict, bench: Bench, connect: Optional[Callable[..., Any
             reports.append(ControllerReport(c["name"], error="no SSH key in the stack's outputs"))
             continue
         reports.append(check_controller(c["name"], lambda c=c: connect(
-            c["sshHost"], c.get("sshPort", 22), c["sshUser"], keys[c["name"]], timeout=SSH_SECONDS), bench))
+            c["sshHost"], c.get("sshPort", 22), c["sshUser"], keys[c["name"]], timeout=SSH_SECONDS,
+            host_key=c.get("sshHostKey"), name=c["name"]), bench))
     return reports
 
 

@@ -84,7 +84,10 @@ def on_a_controller(stack: auto.Stack, work, only: Optional[str] = None):
     errors = []
     for c in controllers:
         try:
-            client = ssh.client(c["sshHost"], c.get("sshPort", 22), c["sshUser"], keys[c["name"]], timeout=10)
+            client = ssh.client(c["sshHost"], c.get("sshPort", 22), c["sshUser"], keys[c["name"]], timeout=10,
+                                host_key=c.get("sshHostKey"), name=c["name"])
+        except ssh.HostKeyMismatch as err:
+            sys.exit(f"refused: {err}")  # never try the next one after an impostor
         except Exception as err:  # noqa: BLE001 - try the next controller
             errors.append(f"{c['name']}: {err}")
             continue

@@ -118,6 +118,25 @@ class Graph:
         return earlier.urn in self.ancestors(later)
 
 
+def ssh_host_key_pair() -> tuple[str, str]:
+    """A real, fresh ED25519 key's OpenSSH halves, as pulumi-tls gives them (private_key_openssh,
+    public_key_openssh): for tests that hand a host key to sshd and paramiko."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private, public + "\n"
+
+
+def fake_ssh_key(name: str) -> tuple[str, str]:
+    """FakeCloud's (private_key_openssh, public_key_openssh) of the tls.PrivateKey `name`."""
+    return (f"-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-{name}\n-----END OPENSSH PRIVATE KEY-----\n",
+            f"ssh-ed25519 FAKE{name}")
+
+
 class FakeCloud(pulumi_mocks.Mocks):
     """Returns inputs as outputs, plus the few computed outputs the program reads."""
 
@@ -125,10 +144,11 @@ class FakeCloud(pulumi_mocks.Mocks):
         outputs = dict(args.inputs)
         token = args.typ
         if token == "tls:index/privateKey:PrivateKey":
+            private_openssh, public_openssh = fake_ssh_key(args.name)
             outputs.update(private_key_pem=f"-----BEGIN PRIVATE KEY-----\nFAKE-{args.name}\n-----END PRIVATE KEY-----\n",
-                           private_key_openssh=f"-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-{args.name}\n-----END OPENSSH PRIVATE KEY-----\n",
+                           private_key_openssh=private_openssh,
                            public_key_pem=f"-----BEGIN PUBLIC KEY-----\nFAKE-{args.name}\n-----END PUBLIC KEY-----\n",
-                           public_key_openssh=f"ssh-ed25519 FAKE{args.name}")
+                           public_key_openssh=public_openssh)
         elif token in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             outputs.update(cert_pem=f"-----BEGIN CERTIFICATE-----\nFAKE-{args.name}\n-----END CERTIFICATE-----\n",
                            validity_end_time="2027-11-23T00:00:00Z")
@@ -141,6 +161,9 @@ class FakeCloud(pulumi_mocks.Mocks):
         elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-etcd-membership"):
             # EtcdMembership's create: every member founds the cluster (a fresh install).
             outputs.update(founders=sorted(args.inputs.get("members") or {}))
+        elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-machine-specs"):
+            # MachineSpecs' create: every machine built from the spec the config asks for.
+            outputs.update(built=dict(args.inputs.get("specs") or {}))
         elif token == "pulumi-python:dynamic:Resource" and args.name.endswith("-release-digests"):
             # ReleaseDigests' create: the pinned digests, and the others as if published (see `published_digest`).
             outputs = release_digests.outputs(args.inputs, {}, lambda a: published_digest(a["checksum_url"]))

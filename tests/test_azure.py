@@ -17,7 +17,7 @@ from components.azure import AzureInfra, AzureInfraArgs, load_azure_config
 from components.azure import regions
 from components.config import ConfigError
 from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs, ReleaseSource
-from harness import (Graph, Registered, contains_secret_marker, evaluate, fake_public_ip,
+from harness import (Graph, Registered, contains_secret_marker, evaluate, fake_public_ip, fake_ssh_key,
                      release_digests_feeding_installs, run_program, unwrap)
 
 ADMIN = "203.0.113.7/32"
@@ -90,6 +90,11 @@ def default() -> Built:
 @pytest.fixture(scope="module")
 def five() -> Built:
     return build({"controllerCount": "5"})
+
+
+def login_keys(graph: Graph) -> list[Registered]:
+    """The generated SSH key pairs but the hosts' own keys."""
+    return [k for k in graph.of_type("tls:index/privateKey:PrivateKey") if not k.name.endswith("-host-key")]
 
 
 def one(graph: Graph, type_: str) -> Registered:
@@ -220,15 +225,23 @@ def test_vms_ubuntu_key_only_spread_over_zones(fixture: str, zones: list[str], r
         assert nic_ref["id"] == f"kthw-controller-{i}-nic-id"
 
 
-def test_cloud_init_raises_sshd_limits(default: Built) -> None:
+def test_each_vm_boots_with_its_own_host_key_which_every_ssh_client_pins(default: Built) -> None:
+    from harness import unwrap
+
     from components.boot import user_data
 
     for vm in default.graph.of_type(VM):
+        name = vm.input("vmName")
+        [key] = default.graph.find(lambda r: r.name.endswith(f"{name}-host-key"))
+        assert key.input("algorithm") == "ED25519"
+        private, public = fake_ssh_key(key.name)
         cloud_config = base64.b64decode(vm.input("osProfile")["customData"]).decode()
-        assert cloud_config == user_data()  # the first boot every infra shares (GCP's user-data, the local seed)
-        assert cloud_config.startswith("#cloud-config\n")
-        [drop_in] = yaml.safe_load(cloud_config)["write_files"]
-        assert "MaxStartups 100:30:200" in drop_in["content"]
+        # The first boot every infra shares (GCP's user-data, the local seed), with this VM's key.
+        assert cloud_config == user_data(private, public)
+        assert contains_secret_marker(vm.inputs["osProfile"])  # it holds the host's private key
+        assert "MaxStartups 100:30:200" in cloud_config
+        wait = default.graph.named(f"kthw-{name}-booted")
+        assert unwrap(wait.inputs["connection"])["hostKey"] == public
 
 
 def test_vm_size_image_user_and_zones_are_configurable() -> None:
@@ -306,7 +319,7 @@ def test_several_admin_cidrs_are_all_allowed() -> None:
 # ---- SSH key, outputs ---------------------------------------------------------------------------------
 
 def test_generated_ssh_key_is_rsa_4096_and_secret(default: Built) -> None:
-    key = one(default.graph, "tls:index/privateKey:PrivateKey")
+    [key] = login_keys(default.graph)
     assert (key.input("algorithm"), key.input("rsaBits")) == ("RSA", 4096)
     keys = [default.graph.stack_outputs[f"key-controller-{i}"] for i in range(3)]
     assert all(contains_secret_marker(k) for k in keys)
@@ -318,7 +331,7 @@ def test_generated_ssh_key_is_rsa_4096_and_secret(default: Built) -> None:
 
 def test_user_key_pair_is_used_and_kept_secret() -> None:
     built = build({"sshPublicKey": USER_PUBLIC, "sshPrivateKey": USER_PRIVATE})
-    assert not built.graph.of_type("tls:index/privateKey:PrivateKey")
+    assert not login_keys(built.graph)
     for vm in built.graph.of_type(VM):
         assert vm.input("osProfile")["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"] == USER_PUBLIC
     keys = [built.graph.stack_outputs[f"key-controller-{i}"] for i in range(3)]

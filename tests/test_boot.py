@@ -7,53 +7,84 @@ from pathlib import Path
 import pulumi
 import pulumi_command as command
 import yaml
-from harness import contains_secret_marker, evaluate, unwrap
+from harness import contains_secret_marker, evaluate, ssh_host_key_pair, unwrap
 
-from components.boot import DEFAULT_ADMIN_USERNAME, WAIT_FOR_BOOT, user_data, wait_for_boot
+from components.boot import DEFAULT_ADMIN_USERNAME, WAIT_FOR_BOOT, wait_for_boot
+from components.boot import user_data as host_user_data
 from components.infra import ControllerHost
+from components.paths import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "scripts" / "local" / "lib.sh"
 
 
+HOST_KEY = ssh_host_key_pair()
+
+
+def user_data() -> str:
+    return host_user_data(*HOST_KEY)
+
+
+def written(text: str) -> dict[str, dict]:
+    """The user data's write_files by path."""
+    return {f["path"]: f for f in yaml.safe_load(text)["write_files"]}
+
+
 def sshd_drop_in() -> str:
-    [drop_in] = [f for f in yaml.safe_load(user_data())["write_files"] if f["path"].startswith("/etc/ssh/sshd_config.d/")]
-    return drop_in["content"]
+    return written(user_data())["/etc/ssh/sshd_config.d/10-kthw.conf"]["content"]
 
 
-def test_user_data_is_a_cloud_config_that_tunes_sshd_and_reloads_it():
+def test_user_data_is_a_cloud_config_that_installs_the_host_key_tunes_sshd_and_reloads_it():
     text = user_data()
     assert text.startswith("#cloud-config\n")  # cloud-init takes the document as cloud-config only with it
     data = yaml.safe_load(text)
-    [drop_in] = data["write_files"]
-    assert drop_in["path"] == "/etc/ssh/sshd_config.d/10-kthw.conf" and drop_in["permissions"] == "0644"
+    files = written(text)
+    assert list(files) == [HOST.ssh_host_key, f"{HOST.ssh_host_key}.pub", "/etc/ssh/sshd_config.d/10-kthw.conf"]
+    key, pub, drop_in = files.values()
+    assert key["content"] == HOST_KEY[0] and (key["permissions"], key["owner"]) == ("0600", "root:root")
+    assert pub["content"] == HOST_KEY[1] and pub["permissions"] == "0644"
+    assert drop_in["permissions"] == "0644"
     lines = {line.split()[0]: line.split()[1] for line in drop_in["content"].splitlines()
              if line.strip() and not line.startswith("#")}
     assert lines == {"MaxStartups": "100:30:200", "MaxSessions": "50", "PermitRootLogin": "no",
-                     "PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no"}
+                     "PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no",
+                     "HostKey": HOST.ssh_host_key}
     assert data["runcmd"] == [["systemctl", "try-reload-or-restart", "ssh.service"]]
     assert set(data) == {"write_files", "runcmd"}  # the login user comes from each infra, never from here
+    other = host_user_data(*ssh_host_key_pair())
+    assert other != text and written(other)["/etc/ssh/sshd_config.d/10-kthw.conf"] == files[
+        "/etc/ssh/sshd_config.d/10-kthw.conf"]  # the same but for the key
 
 
 def test_sshd_takes_the_user_data_drop_in(tmp_path):
-    """sshd itself takes the drop-in, included first as Debian's and Ubuntu's sshd_config do (whose own settings,
-    after it, lose for the options where sshd keeps the first value). sshd -T needs its privilege separation dir:
-    in a private /run."""
+    """sshd itself takes the drop-in and the host key as cloud-init writes them, included first as Debian's and
+    Ubuntu's sshd_config do (whose own settings, after it, lose for the options where sshd keeps the first value).
+    sshd -T needs its privilege separation dir: in a private /run; /etc/ssh is a private one too."""
     from system_tools import require, require_root
 
     require_root("sshd -T needs root (its privilege separation directory)")
     sshd = require("sshd", "openssh-server")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host")], check=True,
-                   timeout=30)
-    (tmp_path / "10-kthw.conf").write_text(sshd_drop_in())
-    (tmp_path / "sshd_config").write_text(f"Include {tmp_path}/*.conf\nPermitRootLogin yes\nHostKey {tmp_path / 'host'}\n")
-    result = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -t tmpfs kthw-test /run && mkdir /run/sshd && exec "$@"',
-                             "_", sshd, "-T", "-f", str(tmp_path / "sshd_config")], capture_output=True, text=True,
-                            timeout=30)
+    for path, entry in written(user_data()).items():  # what cloud-init writes, under a private /etc/ssh below
+        target = tmp_path / "etc-ssh" / Path(path).relative_to("/etc/ssh")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(entry["content"])
+        target.chmod(int(entry["permissions"], 8))
+    (tmp_path / "sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\n")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -t tmpfs kthw-test /run && mkdir /run/sshd && '
+                             'mount --bind "$1" /etc/ssh && shift && exec "$@"',
+                             "_", str(tmp_path / "etc-ssh"), sshd, "-T", "-f", str(tmp_path / "sshd_config")],
+                            capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     settings = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert settings["maxstartups"] == "100:30:200" and settings["maxsessions"] == "50"
     assert settings["permitrootlogin"] == "no" and settings["passwordauthentication"] == "no"
+    # The program's key is sshd's only host key (the image's and cloud-init's are never offered).
+    assert [line for line in result.stdout.splitlines() if line.startswith("hostkey ")] == [
+        f"hostkey {HOST.ssh_host_key}"]
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "etc-ssh" / "kthw_host_ed25519_key")],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout.split()[1]
+    assert fingerprint == subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=HOST_KEY[1], capture_output=True,
+                                         text=True, timeout=30, check=True).stdout.split()[1]
 
 
 def seed(tmp_path: Path, nonce: str, key: str, data: str, host: str = "controller-0") -> tuple[dict, str, int]:
@@ -73,7 +104,7 @@ def test_local_nocloud_seed(tmp_path):
     assert set(meta) == {"instance-id", "local-hostname", "public-keys"}
     assert meta["local-hostname"] == "controller-0" and meta["public-keys"] == [key]  # quoted: survives ' and #
     assert meta["instance-id"].startswith("i-") and len(meta["instance-id"]) == 22
-    assert data == user_data()  # the shared file, byte for byte
+    assert data == user_data()  # the host's user data, byte for byte
     first = meta["instance-id"]
     assert seed(tmp_path, "nonce-1", key, user_data()) == (meta, data, 0)  # the same host: nothing to do
     # A new incarnation of the host, or new instance data, is a new instance (cloud-init runs it again).

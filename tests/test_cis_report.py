@@ -338,12 +338,14 @@ def test_a_controller_that_fails_is_reported_and_the_next_is_checked(tmp_path, r
                                                                                                   inactive="etcd")}
     bench = hosts["controller-2"].bench
 
-    def connect(host, port, user, key, timeout):
-        assert timeout == cis.SSH_SECONDS and key == f"key-{host}"
+    def connect(host, port, user, key, timeout, host_key, name):
+        assert timeout == cis.SSH_SECONDS and key == f"key-{host}" and name == host
+        assert host_key == (f"ssh-ed25519 pinned-{host}" if host == "controller-2" else None)  # handed on as pinned
         if host not in hosts:
             raise TimeoutError("timed out")
         return hosts[host]
-    outputs = {"controllers": [{"name": n, "sshHost": n, "sshUser": "kthw"}
+    outputs = {"controllers": [{"name": n, "sshHost": n, "sshUser": "kthw",
+                                **({"sshHostKey": f"ssh-ed25519 pinned-{n}"} if n == "controller-2" else {})}
                                for n in ("controller-0", "controller-1", "controller-2", "controller-3")],
                "sshPrivateKeys": {n: f"key-{n}" for n in ("controller-0", "controller-1", "controller-2")}}
     reports = cis.check_stack(outputs, bench, connect=connect)

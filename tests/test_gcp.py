@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from harness import FakeCloud, Graph, evaluate, release_digests_feeding_installs, run_program
+from harness import FakeCloud, Graph, contains_secret_marker, fake_ssh_key, evaluate, release_digests_feeding_installs, run_program
 from test_azure import USER_PRIVATE, USER_PUBLIC, key_pair
 
 from components import config as stack_config
@@ -171,7 +171,7 @@ def test_instances_wait_for_the_firewalls(default):
 
 def test_ssh_private_key_is_a_generated_ed25519_secret(default):
     graph, captured = default
-    (key,) = graph.of_type("tls:index/privateKey:PrivateKey")
+    (key,) = [k for k in graph.of_type("tls:index/privateKey:PrivateKey") if not k.name.endswith("-host-key")]
     assert key.input("algorithm") == "ED25519"
     assert captured["key_secret"] == [True, True, True]
     assert captured["keys"][0].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
@@ -180,14 +180,16 @@ def test_ssh_private_key_is_a_generated_ed25519_secret(default):
 def test_a_configured_key_pair_is_used_and_kept_secret():
     public_key, private_key = key_pair(ec.generate_private_key(ec.SECP256R1()))  # GCP takes ECDSA too
     graph, captured = run(sshPublicKey=public_key, sshPrivateKey=private_key)
-    assert graph.of_type("tls:index/privateKey:PrivateKey") == []
+    assert [k.name for k in graph.of_type("tls:index/privateKey:PrivateKey")] == [
+        f"kthw-controller-{i}-host-key" for i in range(3)]  # the hosts' own keys only
     assert captured["key_secret"] == [True, True, True]
     assert captured["keys"] == [private_key] * 3
     assert graph.of_type(T_INSTANCE)[0].input("metadata")["ssh-keys"] == f"kthw:{public_key} kthw"
 
 
 def test_instances_boot_with_the_shared_user_data_and_the_bootstrap_waits_for_it(default):
-    """GCE's cloud-init applies the `user-data` metadata key: the same first boot as Azure's and the local hosts'."""
+    """GCE's cloud-init applies the `user-data` metadata key: the same first boot as Azure's and the local hosts',
+    with the instance's own host key, which the bootstrap's connection pins."""
     import yaml
     from harness import unwrap
 
@@ -196,11 +198,14 @@ def test_instances_boot_with_the_shared_user_data_and_the_bootstrap_waits_for_it
     graph, captured = default
     for i, instance in enumerate(sorted(graph.of_type(T_INSTANCE), key=lambda r: r.input("name"))):
         metadata = instance.input("metadata")
-        assert metadata["user-data"] == user_data()
+        private, public = fake_ssh_key(f"kthw-controller-{i}-host-key")
+        assert metadata["user-data"] == user_data(private, public)
+        assert contains_secret_marker(instance.inputs["metadata"])  # it holds the host's private key
         assert metadata["user-data"].startswith("#cloud-config\n") and yaml.safe_load(metadata["user-data"])["write_files"]
         wait = graph.named(f"kthw-controller-{i}-booted")
         connection = unwrap(wait.inputs["connection"])
         assert (connection["host"], connection["port"], connection["user"]) == (f"35.0.113.1{i}", 22, "kthw")
+        assert connection["hostKey"] == public
         assert "cloud-init status --wait" in wait.input("create") and "sudo -n true" in wait.input("create")
         assert graph.reaches(wait, instance) and all(graph.reaches(wait, rule) for rule in graph.of_type(T_FIREWALL))
     ready = {r._name for r in captured["outputs"].ready}  # type: ignore[attr-defined]

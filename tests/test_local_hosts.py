@@ -19,10 +19,12 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from components.boot import WAIT_FOR_BOOT, user_data
+from harness import ssh_host_key_pair
 from components.infra import HealthCheckStyle
 from components.local import liveness
 from components.local.infra import SSH_USER, render_haproxy
@@ -245,7 +247,10 @@ def test_local_hosts_up_and_down(stack):
     ca_pem, server_pem = ca_and_server_cert(f"kthw {STACK} release mirror CA", layout.gateway)
     source = release_source(toolchain, K8S, ETCD, f"https://{layout.gateway}:{layout.file_server_port}", ca_pem)
 
-    def host_env(host, generation: str = "1", data: str = user_data()) -> dict:
+    host_keys = {h.name: ssh_host_key_pair() for h in layout.hosts}  # each host's own, as the program makes them
+
+    def host_env(host, generation: str = "1", data: Optional[str] = None) -> dict:
+        data = user_data(*host_keys[host.name]) if data is None else data
         return {**layout.host_env(host), "KTHW_BASE_ROOT": base, "KTHW_AUTHORIZED_KEY": key.with_suffix(".pub").read_text().strip(),
                 "KTHW_USER_DATA": data, "KTHW_MIRROR_CA": ca_pem, "KTHW_GENERATION": generation}
 
@@ -329,6 +334,16 @@ def test_local_hosts_up_and_down(stack):
     finally:
         client.close()
     assert (status, out) == (0, b"0\nroot:")
+    # The host offers the key its user data installed, and nothing else: pinned, it is accepted; another is
+    # refused before anything is sent, naming the host, by the clients and by the drift probe (no retries).
+    kthw_ssh.client(ip, 22, SSH_USER, key.read_text(), timeout=10, host_key=host_keys[layout.hosts[1].name][1],
+                    name="controller-1").close()
+    impostor = host_keys[layout.hosts[0].name][1]
+    with pytest.raises(kthw_ssh.HostKeyMismatch, match=rf"^controller-1 \({ip}:22\) answered with SSH host key "):
+        kthw_ssh.client(ip, 22, SSH_USER, key.read_text(), timeout=10, host_key=impostor, name="controller-1")
+    with pytest.raises(kthw_ssh.HostKeyMismatch, match="controller-1"):
+        drift.probe_host({"name": "controller-1", "host": ip, "port": 22, "user": SSH_USER,
+                          "private_key": key.read_text(), "host_key": impostor, "expected": {}})
     observed = drift.probe_host({"host": ip, "port": 22, "user": SSH_USER, "private_key": key.read_text(),
                                  "expected": {"g": {"files": {"/etc/shadow": "-"}, "units": ["ssh"]}}})
     assert observed["files"]["/etc/shadow"] != "missing" and observed["units"] == {"ssh": "active"}, observed
@@ -412,7 +427,7 @@ def test_local_hosts_up_and_down(stack):
 
     # New instance data (here: the user data) is a new instance: the host reboots and cloud-init runs it anew.
     with timed("new instance data applied (reboot)"):
-        changed = sh("host.sh", "up", env=host_env(victim, "2", data=user_data() + "# a new revision\n"), timeout=300)
+        changed = sh("host.sh", "up", env=host_env(victim, "2", data=user_data(*host_keys[victim.name]) + "# a new revision\n"), timeout=300)
     assert "rebooting" in changed.stderr, changed.stderr
     renewed = first_boot(layout, key, victim.ip)
     assert renewed["status"] == "status: done" and renewed["instance"] != boots[victim.name]["instance"]
@@ -422,7 +437,7 @@ def test_local_hosts_up_and_down(stack):
 
     # Another mirror CA replaces the old one in the trust store (bundle and hashed links), without a reboot.
     other_ca, _ = ca_and_server_cert(f"kthw {STACK} another mirror CA", layout.gateway)
-    sh("host.sh", "up", env={**host_env(victim, "2", data=user_data() + "# a new revision\n"), "KTHW_MIRROR_CA": other_ca})
+    sh("host.sh", "up", env={**host_env(victim, "2", data=user_data(*host_keys[victim.name]) + "# a new revision\n"), "KTHW_MIRROR_CA": other_ca})
     url = source.kubernetes_checksum_url("kubectl", K8S)
     refused = ssh(layout, key, victim.ip, f"curl -fsS --max-time 10 {url}")
     assert refused.returncode == 60, refused  # the server's cert is the old CA's: no longer trusted

@@ -14,7 +14,7 @@ from components.infra import ControllerHost, HealthCheckStyle, InfraOutputs
 from components.local import LocalInfra, LocalInfraArgs, LocalLayout, ManifestError, release_source
 from components.local.infra import render_haproxy
 from components.local.layout import iface_tag
-from harness import FakeCloud, evaluate
+from harness import FakeCloud, contains_secret_marker, evaluate, fake_ssh_key, unwrap
 
 K8S = stack_config.releases.DEFAULT_KUBERNETES
 ETCD = stack_config.releases.DEFAULT_ETCD
@@ -87,7 +87,7 @@ def test_registers_the_expected_resources(tmp_path):
     assert sorted(r.name for r in children) == sorted([
         "local-ssh-key", "local-base-root", "local-network", "local-controller-0", "local-controller-1",
         "local-controller-2", "local-lb", "local-file-server",
-        *(f"local-controller-{i}-booted" for i in range(3)),
+        *(f"local-controller-{i}-booted" for i in range(3)), *(f"local-controller-{i}-host-key" for i in range(3)),
         "local-mirror-ca-key", "local-mirror-ca", "local-mirror-key", "local-mirror-csr", "local-mirror", "local-machine-specs",
         *(f"local-{part}-liveness" for part in PARTS)])
     assert graph.named("local-ssh-key").type == "tls:index/privateKey:PrivateKey"
@@ -136,7 +136,11 @@ def test_host_environment_and_triggers(tmp_path):
     assert env["KTHW_VETH"] == "kt-local-1"
     assert env["KTHW_HOST_DIR"] == str(tmp_path / "state" / "stacks" / "local" / "hosts" / "controller-1")
     assert env["KTHW_AUTHORIZED_KEY"].startswith("ssh-ed25519 ")
-    assert env["KTHW_USER_DATA"] == user_data() and env["KTHW_USER_DATA"].startswith("#cloud-config\n")
+    # The first boot every infra shares, with this host's key, which the bootstrap pins.
+    assert env["KTHW_USER_DATA"] == user_data(*fake_ssh_key("local-controller-1-host-key"))
+    assert contains_secret_marker(host.inputs["environment"])
+    wait = graph.named("local-controller-1-booted")
+    assert unwrap(wait.inputs["connection"])["hostKey"] == fake_ssh_key("local-controller-1-host-key")[1]
     assert env["KTHW_MIRROR_CA"] == "-----BEGIN CERTIFICATE-----\nFAKE-local-mirror-ca\n-----END CERTIFICATE-----\n"
     assert env["KTHW_GENERATION"] == "1"  # nothing runs in an empty state dir: the first generation
     assert "198.18.0.12 controller-2" in env["KTHW_ETC_HOSTS"]

@@ -17,7 +17,9 @@ MUST_COVER = {
     "local": {"environment.KTHW_BASE_ROOT", "environment.KTHW_USER_DATA"},
 }
 from components.machines import _SpecsProvider
-from harness import evaluate, run_program
+import runpy
+
+from harness import ROOT, FakeCloud, evaluate, fake_public_ip, fake_ssh_key, run_program, unwrap
 from test_rendered_identical import local_program
 
 ADMIN = ["203.0.113.7/32"]
@@ -94,3 +96,28 @@ def test_local_hosts_go_one_at_a_time(tmp_path, monkeypatch):
 def test_replace_controller_must_name_a_controller():
     graph = run_program({**AZURE, "replaceController": "controller-7"}, stack="azure", expect_error=True)
     assert "kthw:replaceController must name one controller (controller-0 .. controller-2)" in str(graph.error)
+
+
+class _BuiltBefore(FakeCloud):
+    """A stack whose controller-1 machine was built from older first-boot data (before its host key existed)."""
+
+    def new_resource(self, args):
+        name, outputs = super().new_resource(args)
+        if args.name.endswith("-machine-specs"):
+            outputs["built"] = {**outputs["built"], "controller-1": "an-older-spec"}
+        return name, outputs
+
+
+@pytest.mark.parametrize("cloud,config", [("azure", AZURE), ("gcp", GCP)])
+def test_a_host_key_is_pinned_only_on_a_machine_built_with_it(cloud, config):
+    """A machine from before pinned host keys has keys of its own: every SSH client of the bootstrap pins the
+    program's key on the others, and on it only once scripts/replace-controller has rebuilt it."""
+    graph = evaluate(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), config, stack=cloud,
+                     mocks=_BuiltBefore())
+    remote = [r for r in graph.of_type("command:remote:Command")]
+    for i, name in enumerate(NAMES):
+        pinned = {unwrap(r.inputs["connection"]).get("hostKey") for r in remote
+                  if unwrap(r.inputs["connection"])["host"] in {f"35.0.113.1{i}", fake_public_ip(f"kthw-{name}-ip")}}
+        assert pinned == ({None} if name == "controller-1" else {fake_ssh_key(f"kthw-{name}-host-key")[1]}), name
+    hosts = {c["name"]: c.get("sshHostKey") for c in unwrap(graph.stack_outputs["controllers"])}
+    assert hosts["controller-1"] is None and hosts["controller-0"] == fake_ssh_key("kthw-controller-0-host-key")[1]

@@ -12,6 +12,7 @@ from components.azure.loadbalancer import AZURE_PROBE, create_load_balancer
 from components.azure.network import create_network
 from components.azure.site import Site
 from components.azure.vms import create_controllers
+from components import host_keys
 from components.boot import wait_for_boot
 from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
@@ -46,11 +47,11 @@ class AzureInfra(Infra):
         key = ssh_key(name, azure.ssh_public_key, azure.ssh_private_key, self, algorithm="RSA")
         controllers = create_controllers(site, config, azure, net.subnet.id, lb, key.public_key)
 
-        MachineSpecs(f"{name}-machine-specs", {c.name: c.spec for c in controllers}, config.replace_controller,
-                     opts=pulumi.ResourceOptions(parent=self))
+        specs = MachineSpecs(f"{name}-machine-specs", {c.name: c.spec for c in controllers},
+                             config.replace_controller, opts=pulumi.ResourceOptions(parent=self))
         hosts = [ControllerHost(name=c.name, private_ip=c.private_ip, ssh_host=c.public_ip.ip_address, ssh_port=22,
                                 ssh_user=azure.admin_username, ssh_private_key=key.private_key, instance_id=c.vm.vm_id,
-                                machine_urn=c.vm.urn)
+                                machine_urn=c.vm.urn, ssh_host_key=host_keys.pinned(specs, c.name, c.spec, c.host_key))
                  for c in controllers]
         # Each VM depends on its NIC, subnet and NAT gateway; the wait adds sshd and cloud-init being done.
         booted = [wait_for_boot(site.name(f"{host.name}-booted"), host, after=[c.vm], parent=self)

@@ -15,10 +15,9 @@ from components.azure.config import AzureConfig
 from components.azure.loadbalancer import LoadBalancer
 from components.azure.publicip import static_public_ip
 from components.azure.site import Site
-from components.boot import user_data
+from components import host_keys
 from components.config import StackConfig
-from components.machines import machine_options
-from components.machines import spec as machine_spec
+from components.machines import machine_options, spec_output
 
 
 @dataclass
@@ -28,6 +27,7 @@ class Controller:
     zone: Optional[str]
     public_ip: network.PublicIPAddress  # SSH for the bootstrap (inbound only: egress is the NAT gateway)
     vm: compute.VirtualMachine
+    host_key: host_keys.HostKey  # its SSH host key, installed by its first boot
     spec: pulumi.Output[str]  # what the VM is built from (components/machines.py)
 
 
@@ -38,11 +38,13 @@ VM_SPEC = ("storageProfile.imageReference", "zones", "osProfile", "securityProfi
 def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subnet_id: pulumi.Input[str],
                        lb: LoadBalancer, public_key: pulumi.Input[str]) -> list[Controller]:
     """One public IP, NIC and VM per controller, round-robin over the zones (the IP in its VM's zone)."""
-    custom_data = base64.b64encode(user_data().encode()).decode()
     ips = controller_ips(config.node_cidr, config.controller_count)
     controllers = []
     for i, (name, ip) in enumerate(zip(config.controller_names, ips)):
         zone = azure.zones[i % len(azure.zones)] if azure.zones else None
+        host_key = host_keys.host_key(site.name(f"{name}-host-key"), site.parent)
+        custom_data = pulumi.Output.secret(host_keys.first_boot(host_key).apply(
+            lambda text: base64.b64encode(text.encode()).decode()))
         public_ip = static_public_ip(site, f"{name}-ip", [zone] if zone else [])
         nic = network.NetworkInterface(
             site.name(f"{name}-nic"), **site.common(),
@@ -86,7 +88,7 @@ def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subn
             diagnostics_profile=compute.DiagnosticsProfileArgs(
                 boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)),  # managed storage: serial log
             opts=machine_options(name, config.replace_controller, VM_SPEC, site.parent))
-        spec = pulumi.Output.from_input(public_key).apply(lambda key, zone=zone: machine_spec(
-            azure.image, zone, azure.admin_username, custom_data, key, "TrustedLaunch"))
-        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, vm=vm, spec=spec))
+        spec = spec_output(azure.image, zone, azure.admin_username, custom_data, public_key, "TrustedLaunch")
+        controllers.append(Controller(name=name, private_ip=ip, zone=zone, public_ip=public_ip, vm=vm,
+                                      host_key=host_key, spec=spec))
     return controllers

@@ -8,6 +8,7 @@ import pulumi
 
 
 from components.addressing import controller_ips
+from components import host_keys
 from components.boot import wait_for_boot
 from components.cloud_common import official_release_source, ssh_key
 from components.config import StackConfig
@@ -46,20 +47,21 @@ class GcpInfra(Infra):
         instances = vms.create_instances(name, names=names, ips=ips, gcp_config=gcp_config, subnet=net.subnet,
                                          target_tag=CONTROLLER_TAG, key=key, depends_on=net.firewalls,
                                          parent=self, replacing=config.replace_controller)
-        MachineSpecs(f"{name}-machine-specs", {n: vms.instance_spec(gcp_config, i) for i, n in enumerate(names)},
-                     config.replace_controller, opts=pulumi.ResourceOptions(parent=self))
+        specs = MachineSpecs(f"{name}-machine-specs", {n: i.spec for n, i in zip(names, instances)},
+                             config.replace_controller, opts=pulumi.ResourceOptions(parent=self))
         forwarding_rule = create_load_balancer(name, project=project, region=region, address=address,
-                                               instances=instances, cluster_domain=config.cluster_domain,
-                                               api_port=API_PORT, parent=self)
+                                               instances=[i.vm for i in instances],
+                                               cluster_domain=config.cluster_domain, api_port=API_PORT, parent=self)
 
         hosts = [
-            ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance), ssh_port=22,
+            ControllerHost(name=host, private_ip=ip, ssh_host=vms.external_ip(instance.vm), ssh_port=22,
                            ssh_user=gcp_config.admin_username, ssh_private_key=key.private_key,
-                           instance_id=instance.instance_id, machine_urn=instance.urn)
+                           instance_id=instance.vm.instance_id, machine_urn=instance.vm.urn,
+                           ssh_host_key=host_keys.pinned(specs, host, instance.spec, instance.host_key))
             for host, ip, instance in zip(names, ips, instances)
         ]
         # Each host is ready once its image's cloud-init applied the first-boot user data.
-        booted = [wait_for_boot(f"{name}-{host.name}-booted", host, after=[instance], parent=self)
+        booted = [wait_for_boot(f"{name}-{host.name}-booted", host, after=[instance.vm], parent=self)
                   for host, instance in zip(hosts, instances)]
         outputs = InfraOutputs(
             probe=GCP_PROBE,
@@ -68,6 +70,6 @@ class GcpInfra(Infra):
             health_check=self.health_check,
             releases=official_release_source(config),
             api_port=API_PORT,
-            ready=[*instances, *net.firewalls, forwarding_rule, *booted],
+            ready=[*(i.vm for i in instances), *net.firewalls, forwarding_rule, *booted],
         )
         return outputs, {}

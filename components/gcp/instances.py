@@ -1,30 +1,38 @@
 """The controller VMs."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 
-from components.boot import user_data
+from components import host_keys
 from components.cloud_common import SshKey
 from components.gcp.config import GcpConfig
-from components.machines import machine_options
-from components.machines import spec as machine_spec
+from components.machines import machine_options, spec_output
 
 # What GCP cannot change on an instance without re-creating it: a change waits for scripts/replace-controller.
 INSTANCE_SPEC = ("bootDisk", "zone")
 
 
-def instance_spec(gcp_config: GcpConfig, index: int) -> str:
-    """What controller `index`'s instance is built from (components/machines.py)."""
-    return machine_spec(gcp_config.image, gcp_config.disk_size_gb, gcp_config.zone_of(index))
+@dataclass
+class Instance:
+    vm: gcp.compute.Instance
+    host_key: host_keys.HostKey  # its SSH host key, installed by its first boot
+    spec: pulumi.Output[str]  # what it is built from (components/machines.py)
+
+
+def instance_spec(gcp_config: GcpConfig, index: int, first_boot: pulumi.Input[str]) -> pulumi.Output[str]:
+    """What controller `index`'s instance is built from: its image, disk, zone and first-boot data (cloud-init
+    applies the `user-data` key once, at the first boot: a new one needs a new instance)."""
+    return spec_output(gcp_config.image, gcp_config.disk_size_gb, gcp_config.zone_of(index), first_boot)
 
 
 def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp_config: GcpConfig,
                      subnet: gcp.compute.Subnetwork, target_tag: str, key: SshKey,
                      depends_on: Sequence[pulumi.Resource], parent: pulumi.Resource,
-                     replacing: Optional[str] = None) -> list[gcp.compute.Instance]:
+                     replacing: Optional[str] = None) -> list[Instance]:
     """One VM per controller name at its static internal IP, spread round-robin over the zones.
 
     The instance name is the hostname (and so the name in the node's certificates). Each VM has an
@@ -32,17 +40,18 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
     """
     # Only this key logs in: OS Login off (it would ignore metadata keys; an org policy that enforces
     # OS Login overrides this, see README) and project-wide keys blocked. The image's cloud-init applies the
-    # controllers' shared first-boot user data (components/boot.py).
-    first_boot = user_data()
-    metadata = key.public_key.apply(lambda pub: {
-        "ssh-keys": f"{gcp_config.admin_username}:{pub.strip()} {gcp_config.admin_username}",
-        "enable-oslogin": "FALSE",
-        "block-project-ssh-keys": "TRUE",
-        "user-data": first_boot,
-    })
+    # controller's first-boot user data (components/boot.py), which holds its host key.
     instances = []
     for index, (host, ip) in enumerate(zip(names, ips)):
-        instances.append(gcp.compute.Instance(
+        host_key = host_keys.host_key(f"{name}-{host}-host-key", parent)
+        first_boot = host_keys.first_boot(host_key)
+        metadata = pulumi.Output.all(key.public_key, first_boot).apply(lambda v: {
+            "ssh-keys": f"{gcp_config.admin_username}:{v[0].strip()} {gcp_config.admin_username}",
+            "enable-oslogin": "FALSE",
+            "block-project-ssh-keys": "TRUE",
+            "user-data": v[1],
+        })
+        vm = gcp.compute.Instance(
             f"{name}-{host}",
             name=host,
             project=gcp_config.project,
@@ -59,7 +68,8 @@ def create_instances(name: str, *, names: Sequence[str], ips: Sequence[str], gcp
             metadata=metadata,
             labels={"kthw-role": "controller"},
             opts=machine_options(host, replacing, INSTANCE_SPEC, parent, depends_on=list(depends_on)),
-        ))
+        )
+        instances.append(Instance(vm=vm, host_key=host_key, spec=instance_spec(gcp_config, index, first_boot)))
     return instances
 
 

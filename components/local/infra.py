@@ -4,6 +4,8 @@ Resources (all children of the component, named `<name>-<child>`), each a `pulum
 running a script under scripts/local/ from the project directory:
 
     <name>-ssh-key      tls.PrivateKey (ed25519): the login user's key on every host; the private half is a secret
+    <name>-<host>-host-key  tls.PrivateKey (ed25519): the host's SSH host key, in its first-boot user data
+                        (components/host_keys.py); SSH clients pin its public half
     <name>-mirror-ca    tls (ECDSA P-256): the release mirror's CA, trusted by every host like a public CA
     <name>-mirror       tls: the mirror's server cert for <gateway>, signed by it (key: a secret)
     <name>-base-root    base-root.sh: debootstrap'd Debian root with cloud-init, built once and cached (no delete)
@@ -32,14 +34,14 @@ from typing import Any, Optional
 import pulumi
 import pulumi_command as command
 
-from components.boot import DEFAULT_ADMIN_USERNAME, user_data, wait_for_boot
+from components import host_keys
+from components.boot import DEFAULT_ADMIN_USERNAME, wait_for_boot
 from components.cloud_common import ssh_key
 from components.config import StackConfig
 from components.infra import (API_PORT, LB_PROBES, ControllerHost, HealthChecks, HealthCheckStyle, Infra, InfraOutputs,
                               LbProbe)
 from components.local import liveness
-from components.machines import MachineSpecs, machine_options
-from components.machines import spec as machine_spec
+from components.machines import MachineSpecs, machine_options, spec_output
 from components.local.layout import FILE_SERVER_PORT, LocalLayout
 from components.local.releases import MIRROR, release_source
 from components.pki.component import self_signed_ca, signed_cert
@@ -140,24 +142,30 @@ class LocalInfra(Infra):
 
         host_cmds: list[command.local.Command] = []
         specs: dict[str, pulumi.Output[str]] = {}
-        booted: list[pulumi.Resource] = []
-        hosts: list[ControllerHost] = []
+        keys: dict[str, host_keys.HostKey] = {}
+        generations: dict[str, pulumi.Input[str]] = {}
         private_key = key.private_key
-        first_boot = user_data()
         for host in layout.hosts:
-            generation = liveness.watch(f"{name}-{host.name}", f"host {host.machine}",
-                                        liveness.host_checks(layout, host), host.generation_file, self)
+            generations[host.name] = liveness.watch(f"{name}-{host.name}", f"host {host.machine}",
+                                                    liveness.host_checks(layout, host), host.generation_file, self)
+            keys[host.name] = host_keys.host_key(f"{name}-{host.name}-host-key", self)
+            first_boot = host_keys.first_boot(keys[host.name])
             host_cmd = cmd(
                 host.name, "host.sh",
                 environment={**layout.host_env(host), "KTHW_BASE_ROOT": base_root_path,
                              "KTHW_AUTHORIZED_KEY": key.public_key, "KTHW_USER_DATA": first_boot,
                              "KTHW_MIRROR_CA": mirror_ca.cert_pem, "KTHW_SCRIPTS": scripts_hash,
-                             "KTHW_GENERATION": generation},
+                             "KTHW_GENERATION": generations[host.name]},
                 triggers=[host.name, host.ip_cidr, host.netns, host.machine, host.veth, str(host.dir)],
                 # A new base root or first-boot data makes a new machine: one at a time (components/machines.py).
                 opts=machine_options(host.name, cfg.replace_controller, HOST_SPEC, self, depends_on=[network]))
             host_cmds.append(host_cmd)
-            specs[host.name] = base_root_path.apply(lambda root: machine_spec(root, first_boot))
+            specs[host.name] = spec_output(base_root_path, first_boot)
+
+        machine_specs = MachineSpecs(f"{name}-machine-specs", specs, cfg.replace_controller, opts=child())
+        booted: list[pulumi.Resource] = []
+        hosts: list[ControllerHost] = []
+        for host, host_cmd in zip(layout.hosts, host_cmds):
             controller = ControllerHost(
                 name=host.name,
                 instance_id=host_cmd.id,  # a new one for a replaced host: every step on it runs again
@@ -168,13 +176,13 @@ class LocalInfra(Infra):
                 ssh_port=22,
                 ssh_user=SSH_USER,
                 ssh_private_key=private_key,
+                ssh_host_key=host_keys.pinned(machine_specs, host.name, specs[host.name], keys[host.name]),
             )
             hosts.append(controller)
             # A new incarnation (id) or a rebuilt one (generation) boots again: the bootstrap waits for it.
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
-                                        instance=pulumi.Output.format("{0} generation {1}", host_cmd.id, generation)))
-
-        MachineSpecs(f"{name}-machine-specs", specs, cfg.replace_controller, opts=child())
+                                        instance=pulumi.Output.format("{0} generation {1}", host_cmd.id,
+                                                                      generations[host.name])))
 
         # HAProxy probes as the chosen LB would (kthw:localLbProbe: its own timings, or Azure's or GCP's).
         probe = LB_PROBES[cfg.local_lb_probe]

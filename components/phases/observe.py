@@ -41,4 +41,4 @@ def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulu
         expected["nginx-healthz"] = {"files": {HOST.healthz_site: site}, "units": ["nginx"]}
     return HostState(f"{cluster.prefix}-{host.name}-drift", HostStateArgs(
         name=host.name, host=host.ssh_host, port=host.ssh_port, user=host.ssh_user,
-        private_key=host.ssh_private_key, expected=expected), opts=cluster.child(depends_on))
+        private_key=host.ssh_private_key, expected=expected, host_key=host.ssh_host_key), opts=cluster.child(depends_on))
