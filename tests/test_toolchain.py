@@ -583,3 +583,47 @@ def test_a_missing_kube_bench_fails_when_the_toolchain_is_required(tmp_path, mon
     monkeypatch.setattr(sys.modules[__name__], "REQUIRE", True)
     with pytest.raises(pytest.fail.Exception, match=f"{reason}.*KTHW_REQUIRE_TOOLCHAIN=1"):
         require_piece("kube-bench")
+
+
+# --- the build's progress lines (scripts/toolchain/progress.py; its logic: tests/test_toolchain_progress.py) ------
+
+def scratch_cache(tmp_path: Path) -> Path:
+    """A cache holding only etcd's artifacts (hard links into the real cache's, never written through: a file a test
+    changes is replaced, not edited) and the real GOPATH and GOCACHE (so nothing is fetched)."""
+    require_piece("etcd")
+    scratch = tmp_path / "cache"
+    (scratch / "artifacts").mkdir(parents=True)
+    source = CACHE / "artifacts" / f"etcd-{ETCD_VERSION}"
+    subprocess.run(["cp", "-al", str(source), str(scratch / "artifacts")], check=True, timeout=120)
+    for name in ("go", "go-build"):
+        (scratch / name).symlink_to(CACHE / name)
+    return scratch
+
+
+def build_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [re.sub(r"^\[toolchain \d\d:\d\d:\d\d\] ", "", line) for line in proc.stderr.splitlines()]
+
+
+def test_the_build_prints_the_plan_and_each_cached_piece(manifest, tmp_path):
+    scratch = scratch_cache(tmp_path)
+    proc = run(ROOT / "scripts/toolchain/build", "--only", "etcd", "--check", env={"KTHW_CACHE": str(scratch)},
+               timeout=600)
+    lines = build_lines(proc)
+    assert "every piece is cached (etcd): re-hashing and re-linking only" in lines, proc.stderr
+    assert f"etcd {ETCD_VERSION}: cached (up to date), smoke checks passed" in lines, proc.stderr
+    assert not [line for line in lines if line.startswith("building: ")]  # nothing built: no running line
+    assert proc.stdout.splitlines()[-1] == str(scratch / "toolchain" / "bin")
+
+
+def test_the_build_says_when_a_cached_piece_fails_its_smoke_check(manifest, tmp_path):
+    scratch = scratch_cache(tmp_path)
+    etcdctl = scratch / "artifacts" / f"etcd-{ETCD_VERSION}" / "etcdctl"
+    etcdctl.unlink()  # the hard link only; the real cache keeps its file
+    etcdctl.write_text("#!/bin/sh\necho 'etcdctl version: 0.0.0'\n")
+    etcdctl.chmod(0o755)
+    proc = run(ROOT / "scripts/toolchain/build", "--only", "etcd", "--check", env={"KTHW_CACHE": str(scratch)},
+               timeout=600, check=False)
+    assert proc.returncode == 1, proc.stderr
+    log = scratch / "logs" / "etcd.log"
+    assert f"etcd {ETCD_VERSION}: cached, but its smoke checks FAILED (log: {log})" in build_lines(proc), proc.stderr
+    assert "expected version 3.6" in log.read_text()
