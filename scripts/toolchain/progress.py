@@ -154,9 +154,13 @@ def running_line(pieces: list[Piece], now: float, jobs: int, expected: dict[str,
     if waiting:
         line += f"; waiting: {', '.join(waiting)}"
     left = estimate(running, waiting, jobs, expected)
-    if left.at_least:
-        return line + f"; at least {duration(left.seconds)} left (a piece is past its expected time)"
-    return line + f"; about {duration(left.seconds)} left"
+    if not left.at_least:
+        return line + f"; about {duration(left.seconds)} left"
+    over = any(name in expected and elapsed > expected[name] for name, elapsed in running.items())
+    why = "a piece is past its expected time" if over else "a piece has no expected time"
+    if left.seconds < 1:
+        return line + f"; the time left is unknown ({why})"
+    return line + f"; at least {duration(left.seconds)} left ({why})"
 
 
 def log_line(text: str, out: TextIO, clock: Callable[[], float] = time.time) -> None:
