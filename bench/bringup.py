@@ -1,11 +1,17 @@
 """Benchmark a real bring-up on the local stack; prints a table and writes JSON (not a test).
 
-Usage: .venv/bin/python bench/bringup.py [--out bench/results] [--quick]
+Usage: .venv/bin/python bench/bringup.py [--out bench/results] [--quick] [--controllers 3,5,7]
 Measures, in one run: `pulumi up` to a working API (first up of a new stack, then again after a destroy with
 every cache warm), a no-op up (time and change count), destroy, the same up with controllerCount=1 (ratio of
 3 controllers to 1, goal <= 1.5) and with `--parallel 1` (speedup of the default over it, goal >= 2),
 program evaluation under mocks at 3, 5 and 7 controllers, and the unit test suite's time. The first up's
 engine events (`up --json`) are rendered into a timeline (bench/timeline.py). --quick skips the --parallel 1 run.
+
+--controllers 3,5,7 (the scaling mode) measures instead, at each count in turn, on a new stack: `pulumi up` to a
+working API, a no-op up (its change summary is the engine's summary event of `up --json`, read through the
+Automation API's event types), destroy and (unless --quick) `up --parallel 1`; then one 1-controller up. It prints
+each figure per count and its ratio to the first count's, all measured in this run, writes bench/results/
+scaling.json and a timeline per count (timeline-c<N>.png/.html/.txt).
 """
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "scripts")]
 
+import stacks  # noqa: E402
 import timeline  # noqa: E402
 from e2e_lib import CHANGING, LocalStack, toolchain_ready  # noqa: E402
+from pulumi import automation as auto  # noqa: E402
 
 NODE_CIDR = "198.18.0.128/25"
 
@@ -33,8 +41,13 @@ def timed(fn) -> tuple[float, object]:
     return round(time.monotonic() - start, 1), result
 
 
-def bring_up(name: str, workdir: Path, count: int, *extra: str, event_log: Path | None = None) -> LocalStack:
+def bring_up(name: str, workdir: Path, count: int, *extra: str, event_log: Path | None = None,
+             started: list[LocalStack] | None = None) -> LocalStack:
+    """A new stack of `count` controllers, up and answering /readyz; appended to `started` before its up, so
+    that a caller can take down whatever a failed run left."""
     stack = LocalStack(name, workdir / name, {"cloud": "local", "nodeCidr": NODE_CIDR, "controllerCount": str(count)})
+    if started is not None:
+        started.append(stack)
     stack.init()
     # `up --json` streams the engine's events as JSON lines (this CLI has no --event-log flag).
     result = stack.up(*extra, *(["--json"] if event_log else []), label="up")
@@ -47,10 +60,118 @@ def bring_up(name: str, workdir: Path, count: int, *extra: str, event_log: Path 
     return stack
 
 
+def engine_summary(stdout: str) -> stacks.PreviewEvents:
+    """What an `up --json` did, in the engine's own words: its events read as the Automation API reads them
+    (`stacks.PreviewEvents`: the changed steps by name, the summary event's count per operation). No summary
+    event, or one of a failed or preview run, is an error, never "no changes"."""
+    seen = stacks.PreviewEvents()
+    summaries = []
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            raw = json.loads(line)
+            seen.add(auto.EngineEvent.from_json(raw))
+            if "summaryEvent" in raw:
+                summaries.append(raw["summaryEvent"])  # the SDK's SummaryEvent drops isPreview and result
+    if len(summaries) != 1:
+        raise AssertionError(f"expected one summary event in the engine's events, found {len(summaries)}")
+    preview, result = summaries[0].get("isPreview"), summaries[0].get("result")
+    if preview is not False or result != "succeeded":
+        raise AssertionError(f"the run was not a succeeded update: preview={preview}, result={result}")
+    return seen
+
+
+# The scaling mode's figures, in the order printed: key, label, whether a ratio to the first count means growth.
+SCALING_FIGURES = (
+    ("up_s", "`pulumi up` to a working API (s)", True),
+    ("critical_path_s", "  first start to last end (timeline, s)", True),
+    ("noop_up_s", "no-op `pulumi up` (s)", True),
+    ("noop_up_changes", "  its changes (engine summary)", False),
+    ("noop_up_same", "  its unchanged resources", True),
+    ("destroy_s", "`pulumi destroy` (s)", True),
+    ("up_parallel_1_s", "`pulumi up --parallel 1` (s)", True),
+    ("speedup_default_over_parallel_1", "  speedup of the default over it", False),
+    ("ratio_to_1_controller", "`pulumi up` : its 1-controller time", False),
+)
+
+
+def scaling_table(figures: dict[int, dict[str, float]]) -> str:
+    """One row per figure, one column per controller count, then each count's ratio to the first count's value
+    (the growth, measured in one run); a figure not measured shows '-'."""
+    counts = sorted(figures)
+    base = counts[0]
+    head = f"{'measure':42}" + "".join(f"{f'{n} ctl':>9}" for n in counts)
+    head += "".join(f"{f'{n}:{base}':>8}" for n in counts[1:])
+    lines = [head]
+    for key, label, grows in SCALING_FIGURES:
+        values = [figures[n].get(key) for n in counts]
+        if all(v is None for v in values):
+            continue
+        row = f"{label:42}" + "".join(f"{'-' if v is None else v:>9}" for v in values)
+        for v in values[1:]:
+            first = values[0]
+            row += f"{round(v / first, 2) if grows and v is not None and first else '':>8}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def scaling(args: argparse.Namespace, workdir: Path) -> dict:
+    """The scaling mode: the same figures at each of args.controllers, then a 1-controller up (module doc)."""
+    figures: dict[int, dict[str, float]] = {}
+    changed: dict[int, list[str]] = {}
+    live: list[LocalStack] = []
+
+    def destroy(stack: LocalStack) -> float:
+        seconds, _ = timed(lambda: stack.pulumi("destroy", "--yes", "--skip-preview"))
+        stack.destroyed = True
+        return seconds
+
+    try:
+        for n in args.controllers:
+            events = args.out / f"up-events-c{n}.jsonl"
+            events.unlink(missing_ok=True)
+            stack = bring_up(f"benchc{n}", workdir, n, event_log=events, started=live)
+            f = figures[n] = {"up_s": stack.timings["up"]}
+            state = args.out / f"up-state-c{n}.json"
+            state.write_text(stack.pulumi("stack", "export", timeout=120).stdout)
+            drawn = timeline.render(events, state, args.out / f"timeline-c{n}")
+            f["critical_path_s"] = round(drawn["seconds"], 1)
+            # The no-op up's events stay in memory: the SDK's debug events in them print secrets in plaintext.
+            f["noop_up_s"], result = timed(lambda: stack.up("--json"))
+            seen = engine_summary(result.stdout)
+            f["noop_up_changes"] = sum(seen.summary.get(k, 0) for k in CHANGING)
+            f["noop_up_same"] = seen.summary.get("same", 0)
+            changed[n] = [line for change in seen.changes for line in change.lines()]
+            f["destroy_s"] = destroy(stack)
+            if not args.quick:
+                serial = bring_up(f"benchc{n}p1", workdir, n, "--parallel", "1", started=live)
+                f["up_parallel_1_s"] = serial.timings["up"]
+                f["speedup_default_over_parallel_1"] = round(f["up_parallel_1_s"] / f["up_s"], 2)
+                destroy(serial)
+        single = bring_up("benchc1", workdir, 1, started=live)
+        destroy(single)
+        for n in args.controllers:
+            figures[n]["ratio_to_1_controller"] = round(figures[n]["up_s"] / single.timings["up"], 2)
+    finally:
+        for stack in live:
+            if not stack.destroyed:
+                stack.cleanup()
+    return {"controllers": args.controllers, "up_1_controller_s": single.timings["up"], "figures": figures,
+            "noop_up_changed": changed}
+
+
+def controller_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",")]
+    if any(n < 1 or n > 7 or n % 2 == 0 for n in counts) or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError("controller counts are distinct odd numbers from 1 to 7, e.g. 3,5,7")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--controllers", type=controller_counts,
+                        help="the scaling mode: the same figures at each count, e.g. 3,5,7")
     args = parser.parse_args()
     reason = toolchain_ready()
     if reason:
@@ -58,6 +179,19 @@ def main() -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="kthw-bench-", dir="/tmp"))
+    if args.controllers:
+        try:
+            results = scaling(args, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # every stack of it was destroyed (or taken down)
+        (args.out / "scaling.json").write_text(json.dumps(results, indent=2))
+        print(scaling_table(results["figures"]))
+        print(f"1 controller: `pulumi up` {results['up_1_controller_s']} s")
+        for n, lines in results["noop_up_changed"].items():
+            for line in lines:
+                print(f"no-op up at {n} controllers changed: {line}")
+        print("timelines: " + ", ".join(str(args.out / f"timeline-c{n}.png") for n in args.controllers))
+        return 0
     results: dict[str, object] = {}
 
     events = args.out / "up-events.jsonl"
