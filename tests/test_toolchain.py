@@ -588,13 +588,16 @@ def test_a_missing_kube_bench_fails_when_the_toolchain_is_required(tmp_path, mon
 # --- the build's progress lines (scripts/toolchain/progress.py; its logic: tests/test_toolchain_progress.py) ------
 
 def scratch_cache(tmp_path: Path) -> Path:
-    """A cache holding only etcd's artifacts (hard links into the real cache's, never written through: a file a test
-    changes is replaced, not edited) and the real GOPATH and GOCACHE (so nothing is fetched)."""
+    """A cache holding only etcd's artifacts (hard links into the real cache's, or copies on another file system;
+    never written through: a file a test changes is replaced, not edited) and the real GOPATH and GOCACHE."""
     require_piece("etcd")
     scratch = tmp_path / "cache"
     (scratch / "artifacts").mkdir(parents=True)
     source = CACHE / "artifacts" / f"etcd-{ETCD_VERSION}"
-    subprocess.run(["cp", "-al", str(source), str(scratch / "artifacts")], check=True, timeout=120)
+    linked = subprocess.run(["cp", "-al", str(source), str(scratch / "artifacts")], capture_output=True, timeout=120)
+    if linked.returncode != 0:  # another file system: copies
+        shutil.rmtree(scratch / "artifacts" / source.name, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(source), str(scratch / "artifacts")], check=True, timeout=600)
     for name in ("go", "go-build"):
         (scratch / name).symlink_to(CACHE / name)
     return scratch
