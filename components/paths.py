@@ -50,3 +50,26 @@ class HostPaths:
 
 
 HOST = HostPaths()
+
+
+@dataclass(frozen=True)
+class HostDir:
+    """A directory the files step keeps as it is here (made, or put back when its mode or owner drifted)."""
+
+    path: str
+    mode: int
+    owner: str = "root"
+    group: str = "root"
+    create: bool = True  # False: only put back where it exists (another step makes it)
+
+
+# The directories kthw's files live in, their modes and owners (the drift probe watches them too).
+DIRECTORIES = (
+    HostDir(HOST.kubernetes, 0o700),
+    HostDir(HOST.staged, 0o700),
+    HostDir(HOST.staged_files, 0o700),
+    HostDir(HOST.etcd, 0o750, group="etcd"),  # etcd (its own user) reads its certs and keys here
+    HostDir(HOST.etcd_data, 0o700, owner="etcd", group="etcd", create=False),  # etcd's membership step makes it
+    HostDir(HOST.config, 0o755),
+    HostDir(HOST.logs, 0o755),
+)

@@ -82,16 +82,17 @@ def client(host: str, port: int, user: str, private_key: str, timeout: float = C
     kthw pinned its hosts' keys) the host's key is not checked."""
     import paramiko
 
+    port = int(port)  # Pulumi hands numbers over as floats
     ssh = paramiko.SSHClient()
     if host_key:
         kind, body = host_key.split()[:2]
-        ssh.get_host_keys().add(_known_hosts_name(host, int(port)), kind, paramiko.PKey.from_type_string(
+        ssh.get_host_keys().add(_known_hosts_name(host, port), kind, paramiko.PKey.from_type_string(
             kind, base64.b64decode(body)))
         ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
     else:
         ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - nothing pinned to check against
     try:
-        ssh.connect(host, port=int(port), username=user, pkey=paramiko_key(private_key), timeout=timeout,
+        ssh.connect(host, port=port, username=user, pkey=paramiko_key(private_key), timeout=timeout,
                     banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
                     allow_agent=False, look_for_keys=False)
     except paramiko.BadHostKeyException as err:

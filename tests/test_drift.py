@@ -185,3 +185,22 @@ def test_every_service_expects_its_units_and_inputs_modes():
     assert expected["etcd"]["modes"]["/etc/etcd/server-key.pem"] == "600 etcd"
     assert expected["kube-apiserver"]["modes"]["/var/lib/kubernetes/apiserver.pem"] == "644 root"
     assert expected["kube-apiserver"]["modes"]["/usr/local/bin/kube-apiserver"] == "755 root"
+    # The directories: the files step makes them and puts back their modes and owners, so its group watches them.
+    assert expected["files"]["modes"] == {"/var/lib/kubernetes": "700 root", "/var/lib/kthw/staged": "700 root",
+                                          "/var/lib/kthw/staged/files": "700 root", "/etc/etcd": "750 root",
+                                          "/var/lib/etcd": "700 etcd", "/etc/kubernetes/config": "755 root",
+                                          "/var/log/kubernetes": "755 root"}
+
+
+def test_the_files_step_makes_or_puts_back_every_watched_directory():
+    """Each directory the probe watches is one the files step sets: made with its mode and owner, or (etcd's data
+    dir, made by etcd's first start) put back where it exists."""
+    from components.paths import DIRECTORIES
+    from components.render import render
+
+    script = render("common/put-files.sh.j2", absent=[], directories=DIRECTORIES)
+    assert "install -d -m 0700 -o root -g root /var/lib/kubernetes\n" in script
+    assert "install -d -m 0750 -o root -g etcd /etc/etcd\n" in script
+    assert ("[ ! -d /var/lib/etcd ] || { chown etcd:etcd /var/lib/etcd && chmod 0700 /var/lib/etcd; }\n"
+            in script) and "install -d -m 0700 -o etcd" not in script
+    assert script.index("useradd") < script.index("-g etcd")  # the group exists first

@@ -209,6 +209,9 @@ TAMPERS = [
      "etcd: /etc/etcd/peer-key.pem is 644 etcd (want 600 etcd)"),
     ("a unit file given away", 1, "chown nobody /etc/systemd/system/kube-scheduler.service",
      "kube-scheduler: /etc/systemd/system/kube-scheduler.service is 600 nobody (want 600 root)"),
+    ("a key directory opened", 0, "chmod 0755 /var/lib/kubernetes",
+     "files: /var/lib/kubernetes is 755 root (want 700 root)"),
+    ("etcd's data opened", 2, "chmod 0755 /var/lib/etcd", "files: /var/lib/etcd is 755 etcd (want 700 etcd)"),
 ]
 
 
@@ -224,6 +227,38 @@ def test_drift_inside_a_controller_is_named_and_repaired(stack, what, index, tam
     assert clean.returncode == 0 and not clean.changes(), f"{what}: not repaired:\n{clean.report()}"
     # A scheduler that lost its lease while its apiserver restarted exits and is restarted by systemd.
     wait_for("services active again", lambda: _all_active(stack, index), 60)
+
+
+def test_each_host_offers_its_pinned_key_and_a_planted_one_is_refused(stack, tmp_path):
+    """Each controller's sshd offers the key its first boot installed, the one the stack pins. Another key planted
+    on controller-0 is refused, naming the host, by the drift probe (preview) and by the operator scripts, which do
+    not fall through to the next controller; once the key is back, all is clean again."""
+    from components.paths import HOST
+
+    controllers = {c["name"]: c for c in stack.outputs()["controllers"]}
+    for i in range(3):
+        pinned = controllers[f"controller-{i}"]["sshHostKey"]
+        assert pinned.startswith("ssh-ed25519 ")
+        assert stack.host(i, f"cat {HOST.ssh_host_key}.pub").stdout.split()[:2] == pinned.split()[:2]
+    key = HOST.ssh_host_key
+    stack.host(0, f"cp -p {key} {key}.kept && cp -p {key}.pub {key}.pub.kept && rm -f {key} {key}.pub && "
+                  f"ssh-keygen -q -t ed25519 -N '' -f {key} && systemctl reload ssh")
+    try:
+        preview = stack.preview()
+        assert preview.returncode != 0, "preview saw no drift"
+        _, drift = preview.changes().get("kthw-control-plane-controller-0-drift", ("", []))
+        ip = controllers["controller-0"]["sshHost"]
+        assert any(line.startswith(f"host: controller-0 ({ip}:22) answered with SSH host key ssh-ed25519 SHA256:")
+                   and "not the stack's pinned" in line for line in drift), preview.report()
+        backup = subprocess.run([str(stack.script("etcd-backup")), "--stack", stack.name, str(tmp_path)],
+                                env=stack.env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert backup.returncode != 0 and f"refused: controller-0 ({ip}:22) answered with SSH host key" in \
+            backup.stderr, backup.stderr
+        assert not list(tmp_path.iterdir())  # nothing taken from another controller either
+    finally:
+        stack.host(0, f"mv {key}.kept {key} && mv {key}.pub.kept {key}.pub && systemctl reload ssh")
+    clean = stack.preview()
+    assert clean.returncode == 0 and not clean.changes(), clean.report()
 
 
 def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):

@@ -8,6 +8,7 @@ from pulumi_command import remote
 
 from components import host_files
 from components.infra import ControllerHost
+from components.paths import DIRECTORIES
 from components.phases.cluster import Cluster
 from components.phases.remote import RemoteSteps, after_shebang
 from components.render import render
@@ -17,7 +18,8 @@ def files(cluster: Cluster, run: RemoteSteps, host: ControllerHost, depends_on: 
           ) -> remote.Command:
     node = cluster.files[host.name]
     body = host_files.fingerprint(node.contents).apply(
-        lambda digest: after_shebang(render("common/put-files.sh.j2", absent=node.absent), f"# files: {digest}\n"))
+        lambda digest: after_shebang(render("common/put-files.sh.j2", absent=node.absent, directories=DIRECTORIES),
+                                     f"# files: {digest}\n"))
     # Secrets travel only on stdin; the output is not logged.
     return run.run(host, "files", body, render("common/remove-files.sh.j2"), depends_on=depends_on,
                    stdin=host_files.payload(node), logging=remote.Logging.NONE)

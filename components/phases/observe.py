@@ -14,7 +14,7 @@ from components.phases.binaries import expected_binaries
 from components.phases.cluster import Cluster
 from components.phases.components import component
 from components.phases.service import inputs
-from components.paths import HOST
+from components.paths import DIRECTORIES, HOST
 
 
 def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulumi.Resource]) -> HostState:
@@ -25,7 +25,8 @@ def host_state(cluster: Cluster, host: ControllerHost, depends_on: Sequence[pulu
     staged = host_files.digests(node.contents).apply(lambda d: {HOST.staged_file(p): h for p, h in d.items()})
     live_binaries = expected_binaries(cluster, live=True)
     expected: dict[str, pulumi.Input] = {
-        "files": {"files": staged},
+        # The files step makes the directories and puts back their modes and owners (components/paths.py).
+        "files": {"files": staged, "modes": {d.path: f"{d.mode:o} {d.owner}" for d in DIRECTORIES}},
         "binaries": {"files": expected_binaries(cluster)},
     }
     for unit, content in cluster.units[host.name].items():
