@@ -16,6 +16,7 @@ from components.infra import LB_PROBES, HealthCheckStyle
 
 CLOUDS = ("azure", "gcp", "local")
 ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc")
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")  # Pod Security Admission's levels
 WHOLE_INTERNET = ("0.0.0.0/0", "::/0", "*", "internet", "any")
 
 
@@ -63,6 +64,18 @@ class StackConfig:
     # writes with it; the previous one, readable until every Secret is rewritten with the new key.
     encryption_key_next: Optional[str] = field(default=None, repr=False)
     encryption_key_previous: Optional[str] = field(default=None, repr=False)
+    # Admission (components/apiserver_config.py, docs/hardening.md 1.2.9, 1.2.11, 5.2.x).
+    event_rate_limit: bool = True  # EventRateLimit: bounds the events the apiserver takes (server, per namespace)
+    always_pull_images: bool = False  # AlwaysPullImages: off, every pod start would depend on the registry
+    pod_security_enforce: str = "baseline"  # Pod Security Admission's cluster-wide enforce level
+    # OIDC login (a `jwt` authenticator in authentication-config.yaml); unset issuer: none.
+    oidc_issuer_url: Optional[str] = None
+    oidc_client_id: Optional[str] = None  # the audience the issuer's tokens carry
+    oidc_username_claim: str = "sub"
+    oidc_username_prefix: str = "oidc:"
+    oidc_groups_claim: Optional[str] = None
+    oidc_groups_prefix: str = "oidc:"
+    oidc_ca_pem: Optional[str] = None  # the issuer's CA (PEM), for an issuer with a private CA
 
     @property
     def service_ip(self) -> str:
@@ -153,6 +166,9 @@ class _Reader:
             self.fail(key, f"must be a list of strings, got {value!r}")
             return ()
         return tuple(p.strip() for p in parsed if p.strip())
+
+    def is_set(self, key: str) -> bool:
+        return self._get(key) not in (None, "")
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append(f"kthw:{key} {message}")
@@ -315,6 +331,13 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
             r.fail(name, "must differ from kthw:encryptionKey")
     key = keys["encryptionKey"]
 
+    event_rate_limit = r.bool("eventRateLimit")
+    always_pull = r.bool("alwaysPullImages")
+    pod_security = r.str("podSecurityEnforce")
+    if pod_security not in POD_SECURITY_LEVELS:
+        r.fail("podSecurityEnforce", f"must be one of {', '.join(POD_SECURITY_LEVELS)}, got {pod_security!r}")
+    oidc = _oidc(r)
+
     if r.problems:
         raise ConfigError(r.problems)
     return StackConfig(
@@ -327,7 +350,63 @@ def parse(get: Callable[[str], Optional[str]], stack: str = "",
         etcd_heartbeat_ms=heartbeat, etcd_election_ms=election,
         etcd_backup_schedule=schedule, etcd_backup_keep=keep, etcd_restore_from=restore, encryption_key=key,
         encryption_key_next=keys["encryptionKeyNext"], encryption_key_previous=keys["encryptionKeyPrevious"],
+        event_rate_limit=event_rate_limit, always_pull_images=always_pull, pod_security_enforce=pod_security,
+        **oidc,
     )
+
+
+OIDC_KEYS = ("oidcIssuerUrl", "oidcClientId", "oidcUsernameClaim", "oidcUsernamePrefix", "oidcGroupsClaim",
+             "oidcGroupsPrefix", "oidcCaPem")
+_CLAIM = re.compile(r"[A-Za-z0-9_.:/-]{1,100}")
+
+
+def _oidc(r: _Reader) -> dict[str, Any]:
+    """The `kthw:oidc…` keys as StackConfig's `oidc_…` fields: an https issuer without query or fragment, the
+    client id it issues tokens for, claim names, prefixes outside `system:`, and a CA that parses as PEM."""
+    from urllib.parse import urlsplit
+
+    values = {key: r.str(key) for key in OIDC_KEYS}
+    issuer = values["oidcIssuerUrl"]
+    if issuer is None:
+        for key in OIDC_KEYS:
+            if r.is_set(key):
+                r.fail(key, "needs kthw:oidcIssuerUrl (OIDC login is off without an issuer)")
+        return {}
+    try:
+        url = urlsplit(issuer)
+        port_ok = url.port is None or url.port > 0
+    except ValueError:
+        url, port_ok = None, False
+    if not (url and port_ok and url.scheme == "https" and url.hostname and not url.query and not url.fragment
+            and url.username is None and url.password is None):
+        r.fail("oidcIssuerUrl", f"must be an https URL without query or fragment, such as "
+               f"https://login.example.com/realms/k8s (the tokens' `iss`), got {issuer!r}")
+    if not values["oidcClientId"]:
+        r.fail("oidcClientId", "is required with kthw:oidcIssuerUrl: the client id the issuer's tokens carry as "
+               "their audience (`aud`)")
+    for key in ("oidcUsernameClaim", "oidcGroupsClaim"):
+        if values[key] is not None and not _CLAIM.fullmatch(values[key]):
+            r.fail(key, f"must be a claim name such as sub, email or groups, got {values[key]!r}")
+    for key in ("oidcUsernamePrefix", "oidcGroupsPrefix"):
+        if values[key] is not None and values[key].startswith("system:"):
+            r.fail(key, f"must not start with system: (OIDC users would name Kubernetes' own identities), "
+                   f"got {values[key]!r}")
+    if values["oidcCaPem"] is not None and not _certificates(values["oidcCaPem"]):
+        r.fail("oidcCaPem", "must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)")
+    return {f.name: values[_key(f)] for f in fields(StackConfig)
+            if _key(f) in OIDC_KEYS and values[_key(f)] is not None}
+
+
+def _certificates(pem: str) -> bool:
+    """Whether `pem` holds only X.509 certificates (at least one)."""
+    from cryptography import x509
+
+    if pem.count("-----BEGIN") != pem.count("-----BEGIN CERTIFICATE-----"):
+        return False
+    try:
+        return bool(x509.load_pem_x509_certificates(pem.encode()))
+    except ValueError:
+        return False
 
 
 def is_secret(key: str) -> bool:

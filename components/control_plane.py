@@ -14,7 +14,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import local, remote
 
-from components import host_files
+from components import apiserver_config, host_files
 from components.config import StackConfig
 from components.infra import InfraOutputs, api_server_url
 from components.phases import apiserver, backup, binaries, etcd, files, healthz_proxy, observe, rbac, service, verify
@@ -61,9 +61,11 @@ class ControlPlane(pulumi.ComponentResource):
         # `ready`: the local stack's mirror is up by then). The installs and the drift expectations use it.
         digests = ReleaseDigests(f"{name}-release-digests", infra.releases, cfg.kubernetes_version, cfg.etcd_version,
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=ready)).digests
+        values = apiserver_config.template_values(cfg)
         cluster = Cluster(prefix=name, parent=self, config=cfg, infra=infra, pki=args.pki,
                           api_server_url=self.api_server_url, digests=digests,
-                          files={h.name: host_files.node_files(args.pki, h.name, first=h is hosts[0]) for h in hosts},
+                          files={h.name: host_files.node_files(args.pki, h.name, first=h is hosts[0], values=values)
+                                 for h in hosts},
                           units=service.units(cfg, infra, self.api_server_url))
         drift = {h.name: observe.host_state(cluster, h, ready) for h in hosts}
         run = RemoteSteps(self, name, repairs={h.name: drift[h.name].repairs for h in hosts})

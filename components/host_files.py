@@ -7,7 +7,7 @@ import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import pulumi
 
@@ -32,16 +32,18 @@ class NodeFiles:
         return {path: c for path, c in self.contents.items() if component in self.readers[path]}
 
 
-def node_files(pki: Pki, node: str, first: bool) -> NodeFiles:
-    """`node`'s files (`first`: the first controller, which alone gets the first-only ones)."""
+def node_files(pki: Pki, node: str, first: bool, values: Mapping[str, Any]) -> NodeFiles:
+    """`node`'s files (`first`: the first controller, which alone gets the first-only ones; `values`: what the
+    templates take)."""
     placed = tuple(f for f in FILES if first or not f.first_only)
-    return NodeFiles(contents={f.path: content(pki, node, f.holds) for f in placed},
+    return NodeFiles(contents={f.path: content(pki, node, f.holds, values) for f in placed},
                      modes={f.path: f.mode for f in placed}, readers={f.path: f.readers for f in placed},
                      placed=placed, absent=tuple(f.path for f in FILES if f not in placed))
 
 
-def content(pki: Pki, node: str, holds: str) -> pulumi.Input[str]:
-    """What a file table row's `holds` names, for `node` (per-node certificates are the node's own)."""
+def content(pki: Pki, node: str, holds: str, values: Mapping[str, Any]) -> pulumi.Input[str]:
+    """What a file table row's `holds` names, for `node` (per-node certificates are the node's own; templates are
+    rendered with `values`)."""
     kind, _, name = holds.partition(":")
     if kind in ("cert", "key"):
         pair = pki.node_certs[name][node] if name in pki.node_certs else pki.certs[name]
@@ -51,7 +53,7 @@ def content(pki: Pki, node: str, holds: str) -> pulumi.Input[str]:
     if kind == "kubeconfig":
         return pki.kubeconfigs[name]
     if kind == "template":
-        return render(name)
+        return render(name, **values)
     return {"service-account-public": pki.service_account_public_pem,
             "service-account-key": pki.service_account_key_pem,
             "encryption-config": pki.encryption_config}[kind]

@@ -35,6 +35,22 @@ BAD = [
     ({"cloud": "local", "etcdRestoreFrom": "/nonexistent/snapshot.db"}, "kthw:etcdRestoreFrom", "does not exist"),
     ({"cloud": "local", "encryptionKey": "c2hvcnQ="}, "kthw:encryptionKey", "32 random bytes"),
     ({"cloud": "local", "requirePinnedDigests": "yes"}, "kthw:requirePinnedDigests", "true or false"),
+    ({"cloud": "local", "eventRateLimit": "on"}, "kthw:eventRateLimit", "true or false"),
+    ({"cloud": "local", "alwaysPullImages": "1"}, "kthw:alwaysPullImages", "true or false"),
+    ({"cloud": "local", "podSecurityEnforce": "strict"}, "kthw:podSecurityEnforce", "privileged, baseline, restricted"),
+    ({"cloud": "local", "oidcIssuerUrl": "http://login.example.com", "oidcClientId": "k"}, "kthw:oidcIssuerUrl",
+     "https URL"),
+    ({"cloud": "local", "oidcIssuerUrl": "https://login.example.com/?tenant=a", "oidcClientId": "k"},
+     "kthw:oidcIssuerUrl", "without query"),
+    ({"cloud": "local", "oidcIssuerUrl": "https://login.example.com"}, "kthw:oidcClientId", "is required"),
+    ({"cloud": "local", "oidcClientId": "kthw"}, "kthw:oidcClientId", "needs kthw:oidcIssuerUrl"),
+    ({"cloud": "local", "oidcIssuerUrl": "https://login.example.com", "oidcClientId": "k",
+      "oidcUsernamePrefix": "system:"}, "kthw:oidcUsernamePrefix", "must not start with system:"),
+    ({"cloud": "local", "oidcIssuerUrl": "https://login.example.com", "oidcClientId": "k",
+      "oidcGroupsClaim": "groups; x"}, "kthw:oidcGroupsClaim", "claim name"),
+    ({"cloud": "local", "oidcIssuerUrl": "https://login.example.com", "oidcClientId": "k",
+      "oidcCaPem": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"}, "kthw:oidcCaPem",
+     "PEM certificates"),
 ]
 
 
@@ -151,3 +167,21 @@ def test_rotation_keys_need_the_current_key_and_differ_from_it():
     assert "kthw:encryptionKeyPrevious must differ" in str(err.value)
     cfg = parse({"cloud": "local", "encryptionKey": a, "encryptionKeyNext": b}.get)
     assert (cfg.encryption_key, cfg.encryption_key_next, cfg.encryption_key_previous) == (a, b, None)
+
+
+def test_admission_and_oidc_defaults_and_values():
+    from oidc_issuer import certificates
+
+    cfg = parse({"cloud": "local"}.get)
+    assert (cfg.event_rate_limit, cfg.always_pull_images, cfg.pod_security_enforce) == (True, False, "baseline")
+    assert cfg.oidc_issuer_url is None and cfg.oidc_client_id is None
+    ca = certificates("192.0.2.1")[0]
+    cfg = parse({"cloud": "local", "oidcIssuerUrl": "https://login.example.com:8443/realms/k8s",
+                 "oidcClientId": "kthw", "oidcGroupsClaim": "groups", "oidcCaPem": ca + ca}.get)
+    assert (cfg.oidc_issuer_url, cfg.oidc_client_id, cfg.oidc_username_claim, cfg.oidc_username_prefix,
+            cfg.oidc_groups_claim, cfg.oidc_groups_prefix) == (
+        "https://login.example.com:8443/realms/k8s", "kthw", "sub", "oidc:", "groups", "oidc:")
+    assert cfg.oidc_ca_pem == (ca + ca).strip()
+    with pytest.raises(ConfigError, match="kthw:oidcCaPem must be one or more PEM certificates"):
+        parse({"cloud": "local", "oidcIssuerUrl": "https://x.example", "oidcClientId": "k",
+               "oidcCaPem": ca + "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"}.get)

@@ -143,6 +143,19 @@ def test_a_changed_file_reruns_only_what_reads_it():
     assert differs == {f"kthw-control-plane-{n}-kube-controller-manager" for n in NODES}
 
 
+def test_oidc_and_admission_keys_rerun_only_the_files_and_the_apiserver():
+    """The OIDC issuer (authentication-config.yaml) and the admission keys (admission-config.yaml, the apiserver's
+    flags) change only the files step and the apiserver's step on each node: its rolling restart."""
+    base = evaluate(lambda: build(), {"cloud": "local"})
+    for change in ({"oidcIssuerUrl": "https://login.example.com", "oidcClientId": "kthw"},
+                   {"podSecurityEnforce": "restricted"}, {"eventRateLimit": "false"}, {"alwaysPullImages": "true"}):
+        changed = evaluate(lambda: build(config(**change)), {"cloud": "local"})
+        differs = {r.name for r in changed.of_type("command:remote:Command")
+                   if r.input("create") != base.named(r.name).input("create")}
+        files = {f"kthw-control-plane-{n}-files" for n in NODES} if "alwaysPullImages" not in change else set()
+        assert differs == files | {f"kthw-control-plane-{n}-kube-apiserver" for n in NODES}, change
+
+
 def test_scale_to_five_adds_members_everywhere():
     graph = evaluate(lambda: build(config(controllerCount=5)), {"cloud": "local"})
     unit = step(graph, "controller-0", "etcd").input("create")

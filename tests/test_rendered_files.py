@@ -144,7 +144,7 @@ def payload_files(graph, node="controller-0") -> dict[str, tarfile.TarInfo]:
 def test_private_files_are_0600(graph):
     files = payload_files(graph)
     for path, (info, _) in files.items():
-        private = path.endswith(("-key.pem", ".kubeconfig", "encryption-config.yaml"))
+        private = path.endswith(("-key.pem", ".kubeconfig", "encryption-config.yaml", "admission-config.yaml"))
         assert info.mode == (0o600 if private else 0o644), path
     assert "/var/lib/kubernetes/apiserver-key.pem" in files and "/etc/etcd/peer-key.pem" in files
 
@@ -175,6 +175,7 @@ EXPECTED_KINDS = {
     "/var/lib/kubernetes/encryption-config.yaml": ("apiserver.config.k8s.io/v1", "EncryptionConfiguration"),
     "/var/lib/kubernetes/audit-policy.yaml": ("audit.k8s.io/v1", "Policy"),
     "/var/lib/kubernetes/authentication-config.yaml": ("apiserver.config.k8s.io/v1", "AuthenticationConfiguration"),
+    "/var/lib/kubernetes/admission-config.yaml": ("apiserver.config.k8s.io/v1", "AdmissionConfiguration"),
     "/etc/kubernetes/config/kube-scheduler.yaml": ("kubescheduler.config.k8s.io/v1", "KubeSchedulerConfiguration"),
 }
 
@@ -214,3 +215,67 @@ def test_the_joining_etcd_step_passes_shellcheck():
     result = subprocess.run([tool("shellcheck"), "-s", "bash", "-"], input=body_of(script), text=True,
                             capture_output=True)
     assert result.returncode == 0, result.stdout
+
+
+def apiserver_flags(graph) -> list[str]:
+    unit = {n: u for n, _, u in units(graph)}["kthw-control-plane-controller-0-kube-apiserver"]
+    return [line.strip().rstrip(" \\") for line in unit.splitlines() if line.strip().startswith("--")]
+
+
+def admission(graph) -> dict:
+    return {p["name"]: p["configuration"] for p in
+            yaml.safe_load(payload_files(graph)["/var/lib/kubernetes/admission-config.yaml"][1])["plugins"]}
+
+
+def test_admission_defaults_event_rate_limit_and_pod_security(graph):
+    """By default: EventRateLimit on (CIS 1.2.9) with its buckets, AlwaysPullImages off (1.2.11), Pod Security
+    Admission enforcing baseline, auditing and warning at restricted, kube-system exempt (5.2.x)."""
+    assert "--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs,EventRateLimit" in apiserver_flags(graph)
+    assert "--admission-control-config-file=/var/lib/kubernetes/admission-config.yaml" in apiserver_flags(graph)
+    plugins = admission(graph)
+    assert set(plugins) == {"PodSecurity", "EventRateLimit"}
+    limits = plugins["EventRateLimit"]
+    assert (limits["apiVersion"], limits["kind"]) == ("eventratelimit.admission.k8s.io/v1alpha1", "Configuration")
+    assert {(l["type"], l["qps"], l["burst"]) for l in limits["limits"]} == {("Server", 50, 100), ("Namespace", 10, 50)}
+    pss = plugins["PodSecurity"]
+    assert (pss["apiVersion"], pss["kind"]) == ("pod-security.admission.config.k8s.io/v1", "PodSecurityConfiguration")
+    assert {k: v for k, v in pss["defaults"].items() if not k.endswith("-version")} == {
+        "enforce": "baseline", "audit": "restricted", "warn": "restricted"}
+    assert pss["exemptions"]["namespaces"] == ["kube-system"]
+
+
+def test_admission_keys_change_the_plugins_and_their_settings():
+    graph = evaluate(lambda: build(config(eventRateLimit="false", alwaysPullImages="true",
+                                          podSecurityEnforce="restricted")), {"cloud": "local"})
+    assert "--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs,AlwaysPullImages" in apiserver_flags(graph)
+    plugins = admission(graph)
+    assert set(plugins) == {"PodSecurity"} and plugins["PodSecurity"]["defaults"]["enforce"] == "restricted"
+
+
+@pytest.fixture(scope="module")
+def issuer_ca() -> str:
+    from oidc_issuer import certificates
+
+    return certificates("192.0.2.1")[0]
+
+
+def authentication(graph) -> dict:
+    return yaml.safe_load(payload_files(graph)["/var/lib/kubernetes/authentication-config.yaml"][1])
+
+
+def test_without_an_issuer_the_authentication_config_has_no_jwt(graph):
+    assert "jwt" not in authentication(graph)
+
+
+def test_oidc_keys_become_a_jwt_authenticator(issuer_ca):
+    graph = evaluate(lambda: build(config(
+        oidcIssuerUrl="https://login.example.com/realms/k8s", oidcClientId="kthw", oidcUsernameClaim="email",
+        oidcGroupsClaim="groups", oidcGroupsPrefix="corp:", oidcCaPem=issuer_ca)), {"cloud": "local"})
+    auth = authentication(graph)
+    assert auth["anonymous"]["enabled"] is True  # the health endpoints stay open
+    assert auth["jwt"] == [{
+        "issuer": {"url": "https://login.example.com/realms/k8s", "audiences": ["kthw"],
+                   "certificateAuthority": issuer_ca},
+        "claimMappings": {"username": {"claim": "email", "prefix": "oidc:"},
+                          "groups": {"claim": "groups", "prefix": "corp:"}}}]
+    assert payload_files(graph)["/var/lib/kubernetes/authentication-config.yaml"][0].mode == 0o644  # nothing secret

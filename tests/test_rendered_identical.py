@@ -70,8 +70,11 @@ def variants(tmp_path: Path, monkeypatch) -> dict[str, Graph]:
                                      "gcp:region": "us-central1",
                                      "zones": ["us-central1-a", "us-central1-b", "us-central1-c"]},
                                     stack="gcp"), {}),
-        # The control plane with every optional part: the nginx health proxy, a DNS name, a restore, a rotation.
+        # The control plane with every optional part: the nginx health proxy, a DNS name, a restore, a rotation,
+        # OIDC login, the admission keys off their defaults.
         "control-plane-options": (lambda: evaluate(lambda: build(config(
+            oidcIssuerUrl="https://login.example.com/realms/k8s", oidcClientId="kthw", oidcGroupsClaim="groups",
+            eventRateLimit="false", alwaysPullImages="true", podSecurityEnforce="restricted",
             apiServerDnsName="k8s.example.com", healthCheck="http-healthz-proxy", etcdRestoreFrom=str(snapshot_file),
             encryptionKey="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
             encryptionKeyNext="bmV4dG5leHRuZXh0bmV4dG5leHRuZXh0bmV4dG5leHQ=")), {"cloud": "local"}),

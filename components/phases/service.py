@@ -7,7 +7,7 @@ from typing import Sequence
 import pulumi
 from pulumi_command import remote
 
-from components import host_files
+from components import apiserver_config, host_files
 from components.host_files import NodeFiles
 from components.config import StackConfig
 from components.infra import ControllerHost, InfraOutputs
@@ -31,7 +31,8 @@ def units(cfg: StackConfig, infra: InfraOutputs, api_server_url: pulumi.Output[s
             row, host, node_ip=v[0], etcd_servers=etcd_client_urls(v[1]),
             heartbeat_ms=cfg.etcd_heartbeat_ms, election_ms=cfg.etcd_election_ms,
             service_account_issuer=v[2], service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
-            shutdown_delay=f"{infra.probe.drain_seconds}s", tls_cipher_suites=",".join(TLS_CIPHER_SUITES)))
+            shutdown_delay=f"{infra.probe.drain_seconds}s", tls_cipher_suites=",".join(TLS_CIPHER_SUITES),
+            admission_plugins=apiserver_config.admission_plugins(cfg)))
     return {h.name: {row.unit: unit(h, row) for row in COMPONENTS} for h in hosts}
 
 

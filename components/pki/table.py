@@ -125,7 +125,8 @@ def cert(name: str) -> CertSpec:
 # Every file the bootstrap puts on a controller: its path, what it holds, which components read it (a change of
 # its content restarts them) and its mode. What it holds: `ca:<ca>` / `ca-key:<ca>`, `cert:<cert>` /
 # `key:<cert>` (per-node certs: the node's own), `kubeconfig:<name>`, `service-account-public`,
-# `service-account-key`, `encryption-config`, or `template:<file under scripts/>`.
+# `service-account-key`, `encryption-config`, or `template:<file under scripts/>` (rendered with the values of
+# `components.apiserver_config.template_values`).
 
 @dataclass(frozen=True)
 class HostFile:
@@ -168,7 +169,9 @@ FILES: tuple[HostFile, ...] = (
     HostFile(f"{_K8S}/service-account-key.pem", "service-account-key", (*_APISERVER, *_CM), 0o600),
     HostFile(f"{_K8S}/encryption-config.yaml", "encryption-config", _APISERVER, 0o600),
     HostFile(f"{_K8S}/audit-policy.yaml", "template:kube-apiserver/audit-policy.yaml", _APISERVER),
-    HostFile(f"{_K8S}/authentication-config.yaml", "template:kube-apiserver/authentication-config.yaml", _APISERVER),
+    HostFile(f"{_K8S}/authentication-config.yaml", "template:kube-apiserver/authentication-config.yaml.j2",
+             _APISERVER),
+    HostFile(f"{_K8S}/admission-config.yaml", "template:kube-apiserver/admission-config.yaml.j2", _APISERVER, 0o600),
     # The break-glass system:masters credential, on the first controller only (RBAC and the Secrets rewrite run
     # there); the admin's own kubeconfig is for users (a stack output), never on a host.
     HostFile(f"{_K8S}/super-admin.kubeconfig", "kubeconfig:super-admin", _APISERVER, 0o600, first_only=True),
