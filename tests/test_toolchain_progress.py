@@ -129,3 +129,22 @@ def test_the_watcher_ends_when_the_build_is_gone(tmp_path):
     out = io.StringIO()
     assert progress.watch(tmp_path, 2, gone.pid, 60, out=out, poll=0.02) == 0
     assert out.getvalue().count("\n") == 1  # the plan, and nothing of a piece that never ran
+
+
+def test_a_done_file_caught_empty_is_read_again(tmp_path):
+    """The build writes `<piece>.done` with a shell redirection: the watcher can see it created but not yet
+    written. It waits for the status instead of printing an empty one."""
+    (tmp_path / "plan").write_text("tls\tv5\tbuild\t/l/tls.log\n")
+    (tmp_path / "tls.start").write_text(f"{time.time()}\n")
+    (tmp_path / "tls.done").write_text("")
+    out = io.StringIO()
+    watcher = threading.Thread(target=progress.watch, args=(tmp_path, 1, os.getpid(), 60),
+                               kwargs={"out": out, "poll": 0.02})
+    watcher.start()
+    wait_for(lambda: "tls v5: building" in out.getvalue(), "the start line")
+    time.sleep(0.1)  # several polls see the empty file
+    (tmp_path / "tls.done").write_text("ok 1\n")
+    watcher.join(timeout=30)
+    assert not watcher.is_alive()
+    done = [line for line in out.getvalue().splitlines() if "tls v5: built" in line or "tls v5: FAILED" in line]
+    assert len(done) == 1 and done[0].endswith(f"tls v5: built in 1s of ~{progress.duration(progress.EXPECTED_SECONDS['tls'])}"), out.getvalue()

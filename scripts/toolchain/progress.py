@@ -190,8 +190,9 @@ def watch(run: Path, jobs: int, pid: int, interval: float, out: TextIO = sys.std
                 piece.started = float(start.read_text().strip() or time.time())
                 log_line(start_line(piece), out)
             done = run / f"{piece.name}.done"
-            if piece.done is None and done.exists():
-                piece.done = done.read_text().strip()
+            status = done.read_text().strip() if piece.done is None and done.exists() else ""
+            if status:  # empty: seen between its creation and its write; read again at the next poll
+                piece.done = status
                 log_line(done_line(piece), out)
         if all(p.done is not None for p in pieces) or not alive(pid):
             return 0
