@@ -29,14 +29,16 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components import ssh
+from components.version_skew import RUNNING_VERSIONS, parse_running
 
 PROBE_TIMEOUT_SECONDS = 30
 PROBE_ATTEMPTS = 3
 PROBE_SETTLE_SECONDS = 15
 
 
-def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
-    """One shell command that prints every managed file's sha256 and every unit's state, as JSON lines.
+def probe_command(expected: Mapping[str, Mapping[str, Any]], versions: bool = False) -> str:
+    """One shell command that prints every managed file's sha256 and every unit's state, as JSON lines (and with
+    `versions`, what the apiserver and etcd answer to GET /version: the version gate's reading).
 
     One `sha256sum` and one `systemctl` call for everything keeps the probe to a fraction of a second.
     """
@@ -60,13 +62,13 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(f"paste -d' ' <(printf '%s\\n' {names}) <(systemctl is-active {names} 2>/dev/null)"
                      " | while read -r u st; do printf '{\"unit\":\"%s\",\"state\":\"%s\"}\\n' \"$u\" \"${st:-unknown}\"; done")
     lines.append(f"printf '{{\"probed\":%s}}\\n' {shlex.quote(json.dumps(paths))}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (RUNNING_VERSIONS if versions else "")
 
 
 def parse_probe(output: str) -> dict[str, dict[str, str]]:
-    """{"files": {path: sha256|missing}, "units": {unit: state}, "modes": {path: "<octal mode> <owner>"}} from
-    `probe_command`'s output."""
-    observed: dict[str, dict[str, str]] = {"files": {}, "units": {}, "modes": {}}
+    """{"files": {path: sha256|missing}, "units": {unit: state}, "modes": {path: "<octal mode> <owner>"},
+    "running": {"kubernetes"|"etcd": version}} from `probe_command`'s output."""
+    observed: dict[str, dict[str, str]] = {"files": {}, "units": {}, "modes": {}, "running": parse_running(output)}
     probed: list[str] = []
     for line in output.splitlines():
         line = line.strip()
@@ -127,32 +129,34 @@ def _debug(message: str) -> None:
             log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
 
-def probe_host(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+def probe_host(props: Mapping[str, Any], attempts: int = PROBE_ATTEMPTS, timeout: float = PROBE_TIMEOUT_SECONDS,
+               versions: bool = False) -> dict[str, dict[str, str]]:
     """Run the probe on the host over SSH: one connection, one command, bounded in time and attempts."""
     import time
 
     import paramiko
 
     error: Exception = RuntimeError("no attempt")
-    for attempt in range(PROBE_ATTEMPTS):
+    for attempt in range(attempts):
         try:
             client = ssh.client(props["host"], props["port"], props["user"], props["private_key"],
-                                timeout=PROBE_TIMEOUT_SECONDS, host_key=props.get("host_key"), name=props.get("name"))
+                                timeout=timeout, host_key=props.get("host_key"), name=props.get("name"))
         except ssh.HostKeyMismatch:
             raise  # not transient: refused at once, nothing sent
         except (paramiko.SSHException, OSError) as exc:
             error = exc
         else:
             try:
-                _, out, _ = ssh.run_as_root(client, probe_command(props["expected"]), "probe",
-                                            timeout=PROBE_TIMEOUT_SECONDS)
+                _, out, _ = ssh.run_as_root(client, probe_command(props["expected"], versions), "probe",
+                                            timeout=timeout)
                 return parse_probe(out.decode())
             except (paramiko.SSHException, OSError) as exc:
                 error = exc
             finally:
                 client.close()
         _debug(f"probe {props['host']} attempt {attempt + 1}: {type(error).__name__}: {error}")
-        time.sleep(2 * (attempt + 1))
+        if attempt + 1 < attempts:
+            time.sleep(2 * (attempt + 1))
     raise error
 
 
