@@ -80,6 +80,29 @@ def engine_summary(stdout: str) -> stacks.PreviewEvents:
     return seen
 
 
+def count_logins(journal_json: str) -> int:
+    """The SSH logins in `journalctl -o json` output of sshd: its "Accepted publickey for ..." messages."""
+    return sum(1 for line in journal_json.splitlines() if line.startswith("{")
+               and json.loads(line).get("MESSAGE", "").startswith("Accepted publickey for "))
+
+
+def logins_per_host(stack: LocalStack, count: int, since: int) -> list[int]:
+    """How many SSH logins each controller's sshd accepted since `since` (whole epoch seconds); read through
+    the host's namespaces (stack.host: nsenter), not over SSH, so the reading is not counted."""
+    return [count_logins(stack.host(i, f"journalctl -o json -t sshd -t sshd-session --no-pager --since @{since}"
+                                       ).stdout) for i in range(count)]
+
+
+def sessions_of(stack: LocalStack, count: int, run) -> tuple[float, object, list[int]]:
+    """`run()` timed (started on a whole second, so that nothing before it is counted), and the SSH logins it
+    made on each controller."""
+    since = int(time.time()) + 1
+    time.sleep(max(0.0, since - time.time()))
+    seconds, result = timed(run)
+    time.sleep(1)  # journald's clock granularity and flush: the last login is written
+    return seconds, result, logins_per_host(stack, count, since)
+
+
 # The scaling mode's figures, in the order printed: key, label, whether a ratio to the first count means growth.
 SCALING_FIGURES = (
     ("up_s", "`pulumi up` to a working API (s)", True),
@@ -87,6 +110,8 @@ SCALING_FIGURES = (
     ("noop_up_s", "no-op `pulumi up` (s)", True),
     ("noop_up_changes", "  its changes (engine summary)", False),
     ("noop_up_same", "  its unchanged resources", True),
+    ("noop_up_ssh_per_host", "  its SSH logins per controller (most)", False),
+    ("preview_ssh_per_host", "`pulumi preview` (refresh): SSH logins per controller (most)", False),
     ("destroy_s", "`pulumi destroy` (s)", True),
     ("up_parallel_1_s", "`pulumi up --parallel 1` (s)", True),
     ("speedup_default_over_parallel_1", "  speedup of the default over it", False),
@@ -136,7 +161,10 @@ def scaling(args: argparse.Namespace, workdir: Path) -> dict:
             drawn = timeline.render(events, state, args.out / f"timeline-c{n}")
             f["critical_path_s"] = round(drawn["seconds"], 1)
             # The no-op up's events stay in memory: the SDK's debug events in them print secrets in plaintext.
-            f["noop_up_s"], result = timed(lambda: stack.up("--json"))
+            f["noop_up_s"], result, logins = sessions_of(stack, n, lambda: stack.up("--json"))
+            f["noop_up_ssh_per_host"] = max(logins)
+            _, _, logins = sessions_of(stack, n, lambda: stack.pulumi("preview", "--json", timeout=600))
+            f["preview_ssh_per_host"] = max(logins)
             seen = engine_summary(result.stdout)
             f["noop_up_changes"] = sum(seen.summary.get(k, 0) for k in CHANGING)
             f["noop_up_same"] = seen.summary.get("same", 0)
@@ -202,9 +230,11 @@ def main() -> int:
     state.write_text(stack.pulumi("stack", "export", timeout=120).stdout)
     results["timeline"] = timeline.render(events, state, args.out / "timeline")
 
-    seconds, _ = timed(lambda: stack.up())
+    seconds, _, logins = sessions_of(stack, 3, lambda: stack.up())
     summary = stack.changes()  # the engine's own count, from the stack's history
     results["noop_up_s"] = seconds
+    results["noop_up_ssh_logins"] = logins
+    _, _, results["preview_ssh_logins"] = sessions_of(stack, 3, lambda: stack.pulumi("preview", timeout=600))
     results["noop_up_changes"] = sum(summary.get(k, 0) for k in CHANGING)
     results["noop_up_same"] = summary.get("same", 0)
     results["destroy_s"], _ = timed(lambda: stack.pulumi("destroy", "--yes", "--skip-preview"))
@@ -234,6 +264,8 @@ def main() -> int:
     (args.out / "bringup.json").write_text(json.dumps(results, indent=2))
     print(f"{'measure':40}{'value':>12}")
     for key, value in results.items():
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            value = ",".join(map(str, value))  # per controller
         if not isinstance(value, (dict, list)):
             print(f"{key:40}{value!s:>12}")
     print(f"timeline: {args.out / 'timeline.png'} (.html, .txt); critical path: "

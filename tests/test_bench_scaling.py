@@ -75,3 +75,13 @@ def test_controller_counts():
     for bad in ("3,4", "9", "3,3", "0"):
         with pytest.raises(argparse.ArgumentTypeError):
             bringup.controller_counts(bad)
+
+
+def test_ssh_logins_are_counted_from_sshds_own_journal():
+    """tests/data/sshd-journal.jsonl: `journalctl -o json -t sshd -t sshd-session -n 6` on a local controller
+    (Debian 12's OpenSSH 9.2): two logins, each with its PAM lines."""
+    journal = (DATA / "sshd-journal.jsonl").read_text()
+    assert bringup.count_logins(journal) == 2
+    assert bringup.count_logins("") == 0
+    first = journal.splitlines()[0]
+    assert bringup.count_logins(first.replace("Accepted publickey", "Failed publickey")) == 0
