@@ -261,6 +261,29 @@ def test_each_host_offers_its_pinned_key_and_a_planted_one_is_refused(stack, tmp
     assert clean.returncode == 0 and not clean.changes(), clean.report()
 
 
+def test_the_admin_identities_as_configured(stack):
+    """The super-admin kubeconfig (system:masters) is on the first controller only and the admin's on none (a
+    stack output); the admin's client certificate lives kthw:adminCertValidityHours (default 24 h)."""
+    import base64
+    import datetime
+
+    import yaml
+    from cryptography import x509
+
+    from components.config import StackConfig
+    from components.paths import HOST
+
+    def present(name: str) -> list[int]:
+        return [i for i in range(3)
+                if stack.host(i, f"test -f {HOST.kubernetes}/{name}.kubeconfig", check=False).returncode == 0]
+    assert present("super-admin") == [0]
+    assert present("admin") == []
+    [user] = yaml.safe_load(stack.kubeconfig().read_text())["users"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["user"]["client-certificate-data"]))
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime == datetime.timedelta(hours=StackConfig.admin_cert_validity_hours), lifetime
+
+
 def test_a_binary_that_does_not_match_its_checksum_is_not_installed(stack):
     """The install script, as the bootstrap renders it, with one wrong digest: it stops, installs nothing."""
     import json
