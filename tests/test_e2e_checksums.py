@@ -7,12 +7,13 @@ HTTPS, exactly as a cloud stack reads dl.k8s.io's, and the host's install step r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
 import pytest
 
-from e2e_lib import CACHE, new_stack
+from e2e_lib import CACHE, ROOT, new_stack
 
 pytestmark = pytest.mark.e2e
 NODE_CIDR = "198.18.0.32/27"  # apart from the other e2e stacks (.64/26, .128/25) and a user's own (.1, .10-.16)
@@ -21,7 +22,14 @@ K8S = "v1.36.3"
 
 def tampered_cache(root) -> tuple[str, str]:
     """A cache that shares the real one's toolchain and base root but serves a mirror with a wrong
-    kube-scheduler.sha256; returns (its path, the real digest)."""
+    kube-scheduler.sha256; returns (its path, the real digest). The base root is built in the real cache first
+    (once: base-root.sh is cached there): on a cold cache this may be the first stack of the run, and a stack
+    cannot build it through the link."""
+    from components.local.infra import SSH_USER
+
+    subprocess.run(["bash", str(ROOT / "scripts/local/base-root.sh")], check=True, timeout=1800,
+                   env={**os.environ, "KTHW_CACHE": str(CACHE), "KTHW_LOGIN_USER": SSH_USER},
+                   stdout=subprocess.DEVNULL)
     toolchain = root / "toolchain"
     toolchain.mkdir(parents=True)
     (root / "rootfs").symlink_to(CACHE / "rootfs")

@@ -250,7 +250,7 @@ def test_each_host_offers_its_pinned_key_and_a_planted_one_is_refused(stack, tmp
         ip = controllers["controller-0"]["sshHost"]
         assert any(line.startswith(f"host: controller-0 ({ip}:22) answered with SSH host key ssh-ed25519 SHA256:")
                    and "not the stack's pinned" in line for line in drift), preview.report()
-        backup = subprocess.run([str(stack.script("etcd-backup")), "--stack", stack.name, str(tmp_path)],
+        backup = subprocess.run([str(stack.script("etcd-backup")), str(tmp_path), "--stack", stack.name],
                                 env=stack.env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert backup.returncode != 0 and f"refused: controller-0 ({ip}:22) answered with SSH host key" in \
             backup.stderr, backup.stderr
