@@ -43,8 +43,8 @@ def create_controllers(site: Site, config: StackConfig, azure: AzureConfig, subn
     for i, (name, ip) in enumerate(zip(config.controller_names, ips)):
         zone = azure.zones[i % len(azure.zones)] if azure.zones else None
         host_key = host_keys.host_key(site.name(f"{name}-host-key"), site.parent)
-        custom_data = pulumi.Output.secret(host_keys.first_boot(host_key).apply(
-            lambda text: base64.b64encode(text.encode()).decode()))
+        custom_data = host_keys.first_boot(host_key).apply(  # a secret, as the first boot is
+            lambda text: base64.b64encode(text.encode()).decode())
         public_ip = static_public_ip(site, f"{name}-ip", [zone] if zone else [])
         nic = network.NetworkInterface(
             site.name(f"{name}-nic"), **site.common(),
