@@ -48,9 +48,9 @@ class ControlPlane(pulumi.ComponentResource):
 
     def _bootstrap(self, name: str, args: ControlPlaneArgs) -> local.Command:
         """version gate -> release digests -> certs + binaries (etcd's apart) -> etcd on every node (founding,
-        joining or restoring a snapshot) -> etcd quorum -> snapshot timer, and apiserver on every node ->
-        controller-manager and scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a new key ->
-        verify through the LB."""
+        joining or restoring a snapshot) -> etcd quorum -> snapshot timer; and after every etcd start, apiserver on
+        every node -> controller-manager and scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a
+        new key -> verify through the LB (after the quorum wait too)."""
         cfg, infra, hosts = args.config, args.infra, args.infra.hosts
         # A version change the skew policy refuses fails here (in the preview, and at `up` from what the hosts
         # run), before any host is touched.
@@ -83,8 +83,10 @@ class ControlPlane(pulumi.ComponentResource):
                    for h in hosts}
         quorum = etcd.quorum(cluster, run, depends_on=list(etcd_up.values()))
         timers = backup.snapshot_timers(cluster, run, after=quorum)
+        # Every apiserver starts once every etcd member has (re)started, not after the quorum wait: it waits for
+        # its storage itself (/readyz), so its start-up overlaps etcd's first election.
         api = {h.name: service.service(cluster, run, h, component("kube-apiserver"),
-                                       depends_on=[*quorum.values(), kube_binaries[h.name], node_files[h.name]])
+                                       depends_on=[*etcd_up.values(), kube_binaries[h.name], node_files[h.name]])
                for h in hosts}
         after_api: list[pulumi.Resource] = []
         for h in hosts:

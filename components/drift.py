@@ -40,14 +40,17 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]], versions: bool = Fa
     """One shell command that prints every managed file's sha256 and every unit's state, as JSON lines (and with
     `versions`, what the apiserver and etcd answer to GET /version: the version gate's reading).
 
-    One `sha256sum` and one `systemctl` call for everything keeps the probe to a fraction of a second.
+    One digest call and one `systemctl` call for everything keeps the probe to a fraction of a second.
     """
     paths = sorted({path for group in expected.values() for path in group.get("files", {})})
     units = sorted({unit for group in expected.values() for unit in group.get("units", [])})
     lines = ["set +e"]
     if paths:
         quoted = " ".join(shlex.quote(p) for p in paths)
-        lines.append(f"sha256sum -- {quoted} 2>/dev/null"
+        # OpenSSL's digest where the host has it: several times faster than sha256sum on the release binaries
+        # (over 600 MB on each host, staged and live), which is most of the probe's time.
+        lines.append(f"{{ if command -v openssl >/dev/null; then openssl dgst -sha256 -r {quoted} | sed 's/ [*]/  /';"
+                     f" else sha256sum -- {quoted}; fi; }} 2>/dev/null"
                      " | while read -r h f; do printf '{\"file\":\"%s\",\"sha256\":\"%s\"}\\n' \"$f\" \"$h\"; done")
     modes = sorted({path for group in expected.values() for path in group.get("modes", {})})
     if modes:
@@ -83,7 +86,7 @@ def parse_probe(output: str) -> dict[str, dict[str, str]]:
             observed["modes"][item["stat"]] = f"{item['mode']} {item['owner']}"
         elif "probed" in item:
             probed = item["probed"]
-    for path in probed:  # sha256sum prints nothing for a file that is not there
+    for path in probed:  # the digest prints nothing for a file that is not there
         observed["files"].setdefault(path, "missing")
     return observed
 

@@ -2,14 +2,18 @@
 in seconds however long each try takes, and the quorum count reads etcdctl's real JSON output."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from components.paths import HOST
 from components.render import render
 
 TOOLCHAIN_BIN = Path(os.environ.get("KTHW_CACHE", Path.home() / ".cache/kthw")) / "toolchain/bin"
@@ -84,3 +88,51 @@ def healthy_count(etcdctl_json: str) -> int:
     result = subprocess.run(["bash", "-c", render("common/lib.sh.j2") + "\nhealthy_count"], input=etcdctl_json,
                             text=True, capture_output=True, timeout=10)
     return int(result.stdout.strip())
+
+
+def _fake_systemctl(tmp_path: Path) -> Path:
+    """A `systemctl` that records its arguments (one line per call) in tmp_path/calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$*" >>{tmp_path}/calls\n')
+    fake.chmod(0o755)
+    return bin_dir
+
+
+def test_install_unit_reloads_systemd_once_and_only_when_the_unit_changed(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    lib = render("common/lib.sh.j2", paths=replace(HOST, systemd=str(units)))
+    env = {**os.environ, "PATH": f"{_fake_systemctl(tmp_path)}:{os.environ['PATH']}"}
+
+    def install(content: str) -> str:
+        done = subprocess.run(["bash", "-c", f"set -euo pipefail\n{lib}\ninstall_unit demo '{content}'"], text=True,
+                              capture_output=True, timeout=30, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert install("[Unit]\nDescription=one") == "changed"
+    assert (units / "demo.service").read_text() == "[Unit]\nDescription=one\n"
+    assert oct((units / "demo.service").stat().st_mode & 0o777) == "0o600"
+    assert install("[Unit]\nDescription=one") == ""  # the same content: nothing to reload
+    assert install("[Unit]\nDescription=two") == "changed"
+    assert (tmp_path / "calls").read_text().splitlines() == ["daemon-reload", "daemon-reload"]
+
+
+@pytest.mark.parametrize("tool", ["openssl", "sha256sum"])
+def test_sha256_of_prints_sha256sums_lines_for_the_files_there_and_skips_a_missing_one(tmp_path, tool):
+    files = {tmp_path / "small": b"kthw\n", tmp_path / "big": os.urandom(3 << 20), tmp_path / "with space": b""}
+    for path, data in files.items():
+        path.write_bytes(data)
+    env = dict(os.environ)
+    if tool == "sha256sum":  # a host without OpenSSL: a PATH where `openssl` is not found
+        shadow = tmp_path / "no-openssl"
+        shadow.mkdir()
+        for name in ("sha256sum", "sed", "cat"):
+            (shadow / name).symlink_to(shutil.which(name))
+        env["PATH"] = str(shadow)
+    quoted = " ".join(f"'{p}'" for p in [*files, tmp_path / "missing"])
+    done = subprocess.run([shutil.which("bash"), "-c", render("common/lib.sh.j2") + f"\nsha256_of {quoted}"], text=True,
+                          capture_output=True, timeout=30, env=env)
+    assert done.stdout.splitlines() == [f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items()]

@@ -125,6 +125,8 @@ def first_boot(layout: LocalLayout, key: Path, ip: str) -> dict[str, str]:
         "boot_finished": ssh(layout, key, ip, "test -f /var/lib/cloud/instance/boot-finished && echo yes").stdout.strip(),
         "sshd": ssh(layout, key, ip, "sshd -T", root=True).stdout.lower(),
         "host_key": ssh(layout, key, ip, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip(),
+        # The image's own cloud-init judges the user data it booted with against its schema.
+        "schema": ssh(layout, key, ip, "cloud-init schema --system 2>&1", root=True).stdout.strip(),
     }
 
 
@@ -290,6 +292,7 @@ def test_local_hosts_up_and_down(stack):
         # The first boot, as on a cloud VM: cloud-init applied the shared user data and is done.
         assert boot["status"] == "status: done" and "error" not in boot["status_long"].lower(), boot["status_long"]
         assert "DataSourceNoCloud" in boot["status_long"] and boot["boot_finished"] == "yes"
+        assert boot["schema"] == "Valid cloud-config: system userdata", boot["schema"]
         # The bootstrap's login: the image's user, not root, with passwordless sudo; root may not log in.
         assert boot["user"][0] == SSH_USER and boot["user"][1] != "0"
         assert ssh(layout, key, host.ip, "sudo -n true").returncode == 0

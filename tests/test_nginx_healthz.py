@@ -353,7 +353,7 @@ def test_install_is_idempotent_and_removes_the_default_site(fake_host, pki):
     assert not (etc / "sites-enabled" / "default").exists()
     calls = fake_host["calls"].read_text().splitlines()
     assert not [c for c in calls if c.startswith("apt-get")]  # nginx was present: nothing installed
-    assert calls.count("systemctl enable nginx") == 2 and calls.count("systemctl reload-or-restart nginx") == 2
+    assert calls.count("systemctl enable --no-reload nginx") == 2 and calls.count("systemctl reload-or-restart nginx") == 2
 
 
 def test_install_takes_a_site_file_and_keeps_the_previous_site_when_nginx_t_fails(fake_host, pki):

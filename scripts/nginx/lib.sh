@@ -45,7 +45,7 @@ install_site() {
     return 1
   fi
   rm -f "$backup"
-  systemctl enable nginx >/dev/null 2>&1
+  systemctl enable --no-reload nginx >/dev/null 2>&1
   systemctl reload-or-restart nginx
   healthz_log "site installed"
 }
