@@ -3,6 +3,7 @@ in seconds however long each try takes, and the quorum count reads etcdctl's rea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -136,3 +137,22 @@ def test_sha256_of_prints_sha256sums_lines_for_the_files_there_and_skips_a_missi
     done = subprocess.run([shutil.which("bash"), "-c", render("common/lib.sh.j2") + f"\nsha256_of {quoted}"], text=True,
                           capture_output=True, timeout=30, env=env)
     assert done.stdout.splitlines() == [f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items()]
+
+
+@pytest.mark.toolchain
+def test_teardown_marks_count_the_leaving_nodes_in_etcd_under_a_lease(etcd):
+    """Every node of three marks itself leaving: only then is everyone leaving; each mark has a lease (it ends by
+    itself); against an etcd that does not answer, marking does not fail and nobody is leaving."""
+    ctl = f"etcd_ctl() {{ timeout 10 etcdctl --endpoints={etcd} --command-timeout=3s \"$@\"; }}\n"
+    steps = ["mark_leaving controller-0", "mark_leaving controller-1", "all_leaving 3 || echo not-yet",
+             "mark_leaving controller-2", "all_leaving 3 && echo everyone", "all_leaving 4 || echo not-four"]
+    done = bash(ctl + "\n".join(steps))
+    assert done.returncode == 0 and done.stdout.split() == ["not-yet", "everyone", "not-four"], done
+    marks = subprocess.run([str(TOOLCHAIN_BIN / "etcdctl"), f"--endpoints={etcd}", "get", "--prefix", "kthw/leaving/",
+                            "-w", "json"], text=True, capture_output=True, timeout=30)
+    kvs = json.loads(marks.stdout)["kvs"]
+    assert len(kvs) == 3 and all(kv.get("lease") for kv in kvs), kvs
+    dead = f"http://127.0.0.1:{_free_port()}"
+    down = bash(f"etcd_ctl() {{ timeout 10 etcdctl --endpoints={dead} --dial-timeout=1s --command-timeout=2s \"$@\"; }}\n"
+                "mark_leaving controller-0 && echo marked\nall_leaving 1 || echo nobody")
+    assert down.returncode == 0 and down.stdout.split() == ["marked", "nobody"], down
