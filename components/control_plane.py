@@ -47,20 +47,21 @@ class ControlPlane(pulumi.ComponentResource):
         self.register_outputs({"apiServerUrl": self.api_server_url, "verified": verified.stdout})
 
     def _bootstrap(self, name: str, args: ControlPlaneArgs) -> local.Command:
-        """version gate -> release digests -> certs + binaries (etcd's apart) -> etcd on every node (founding,
-        joining or restoring a snapshot) -> etcd quorum -> snapshot timer; and after every etcd start, apiserver on
-        every node -> controller-manager and scheduler (and the LB's health proxy) -> RBAC, Secrets rewritten with a
-        new key -> verify through the LB (after the quorum wait too)."""
+        """version gate (the release digests are read beside it, while the hosts boot) -> certs + binaries (etcd's
+        apart) -> etcd on every node (founding, joining or restoring a snapshot) -> etcd quorum -> snapshot timer;
+        and after every etcd start, apiserver on every node -> controller-manager and scheduler (and the LB's health
+        proxy) -> RBAC, Secrets rewritten with a new key -> verify through the LB (after the quorum wait too)."""
         cfg, infra, hosts = args.config, args.infra, args.infra.hosts
         # A version change the skew policy refuses fails here (in the preview, and at `up` from what the hosts
         # run), before any host is touched.
         gate = VersionGate(f"{name}-versions", cfg.kubernetes_version, cfg.etcd_version, hosts,
                            opts=pulumi.ResourceOptions(parent=self, depends_on=list(infra.ready)))
         ready = [*infra.ready, gate]
-        # Every artifact's sha256: pinned, or read once from the published checksum files into the state (after
-        # `ready`: the local stack's mirror is up by then). The installs and the drift expectations use it.
+        # Every artifact's sha256: pinned, or read once from the published checksum files into the state, as soon
+        # as the release source answers (while the hosts boot). The installs and the drift expectations use it.
         digests = ReleaseDigests(f"{name}-release-digests", infra.releases, cfg.kubernetes_version, cfg.etcd_version,
-                                 opts=pulumi.ResourceOptions(parent=self, depends_on=ready)).digests
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(infra.releases.ready))
+                                 ).digests
         values = apiserver_config.template_values(cfg)
         cluster = Cluster(prefix=name, parent=self, config=cfg, infra=infra, pki=args.pki,
                           api_server_url=self.api_server_url, digests=digests,

@@ -112,6 +112,9 @@ class ReleaseSource:
     etcd_base: str  # e.g. https://github.com/etcd-io/etcd/releases/download
     pinned: dict[tuple[str, str], str] = field(default_factory=dict)
     ca_pem: Optional[pulumi.Input[str]] = None  # an extra CA (PEM) that the checksum fetches and the hosts trust (local mirror)
+    # What must exist before its URLs answer (the local mirror's server); a cloud's official source: nothing. The
+    # release digests are read as soon as these are up, while the hosts still boot.
+    ready: Sequence[pulumi.Resource] = field(default_factory=list)
 
     def kubernetes_url(self, name: str, version: str) -> str:
         return f"{self.kubernetes_base}/release/{version}/bin/linux/amd64/{name}"

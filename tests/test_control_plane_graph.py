@@ -93,11 +93,17 @@ def test_binaries_are_verified_against_the_pinned_or_published_digests(graph):
     assert f'fetch "https://dl.example/etcd/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz" "{FAKE_SHA}"' in etcd
 
 
-def test_one_digests_resource_after_the_gate_feeds_every_install_and_the_drift_expectations(graph):
+def test_one_digests_resource_read_while_the_hosts_boot_feeds_every_install_and_the_drift_expectations(graph):
     digests = release_digests_feeding_installs(graph)
     assert digests.name == "kthw-control-plane-release-digests"
     assert digests.parent == graph.named("kthw-control-plane").urn
-    assert graph.reaches(digests, graph.named("kthw-control-plane-versions"))
+    # It waits for the release source only (nothing here; the local mirror's server on the local stack), not for
+    # the hosts' boot or the version gate; every step waits for the gate.
+    assert not digests.depends_on()
+    assert not graph.reaches(digests, graph.named("kthw-control-plane-versions"))
+    assert not any(graph.reaches(digests, booted) for booted in graph.find(lambda r: r.name.endswith("-booted")))
+    for step in graph.find(lambda r: r.type == "command:remote:Command" and r.name.startswith("kthw-control-plane-")):
+        assert graph.reaches(step, graph.named("kthw-control-plane-versions")), step.name
     assert digests.input("pinned") == {"kubectl@v1.36.3": FAKE_SHA, "etcd@v3.6.14": FAKE_SHA}
     artifacts = digests.input("artifacts")
     assert artifacts["etcd@v3.6.14"]["checksum_url"] == "https://dl.example/etcd/v3.6.14/SHA256SUMS"

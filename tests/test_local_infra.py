@@ -399,3 +399,10 @@ def test_scripts_are_shellcheck_clean():
     result = subprocess.run([shellcheck, "-x", *scripts], capture_output=True, text=True, timeout=120,
                             cwd=Path(scripts[0]).parent)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_release_digests_need_only_the_mirror_server(tmp_path):
+    """The release source is ready once its server is: the digests are read from it while the hosts boot."""
+    _, infra = run(tmp_path)
+    [server] = infra.outputs.releases.ready
+    assert server._name == "local-file-server" and server in infra.outputs.ready  # the bootstrap waits for it too

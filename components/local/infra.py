@@ -212,6 +212,7 @@ class LocalInfra(Infra):
             triggers=[layout.gateway, layout.file_server_port, str(layout.file_server_dir)],
             depends_on=[network])
 
+        releases.ready = [file_server]
         outputs = InfraOutputs(
             hosts=hosts,
             public_address=layout.gateway,
