@@ -22,6 +22,7 @@ class HostPaths:
     healthz_site: str = "/etc/nginx/sites-available/kubernetes-healthz"  # the LB health proxy's nginx site
     apt_lock: str = "/run/lock/kthw-apt.lock"  # one apt-get at a time across kthw's parallel steps
     staged: str = "/var/lib/kthw/staged"  # new files and service binaries wait here (0700) for their service's switch
+    probe_digests: str = "/var/lib/kthw/probe-digests.json"  # the drift probe's digests by stat key (0600)
     ssh_host_key: str = "/etc/ssh/kthw_host_ed25519_key"  # the program's host key (first boot), sshd's only one
     restore: str = ".kthw-restore"  # under the login user's home (0700): where a snapshot to restore is copied
 

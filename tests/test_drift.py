@@ -1,4 +1,9 @@
 """In-host drift detection: what is recorded, how drift is found and named, and how it drives repairs."""
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
 import pytest
 
 from components import drift, ssh
@@ -46,11 +51,63 @@ def test_probe_output_round_trips(tmp_path):
     present = tmp_path / "present"
     present.write_text("x")
     expected = {"g": {"files": {str(present): sha256("x"), str(tmp_path / "absent"): "0" * 64}}}
-    out = subprocess.run(["bash", "-c", drift.probe_command(expected)], text=True, capture_output=True).stdout
+    out = subprocess.run(["bash", "-c", drift.probe_command(expected, digest_cache=str(tmp_path / "digests.json"))],
+                         text=True, capture_output=True).stdout
     observed = drift.parse_probe(out)
     assert observed["files"][str(present)] == sha256("x")
     assert observed["files"][str(tmp_path / "absent")] == "missing"
     assert drift.drift_lines(drift.compare(expected, observed)) == [f"g: {tmp_path / 'absent'} is missing"]
+
+
+def _probe_files(expected: dict, cache: Path, path_env: Optional[str] = None) -> dict[str, str]:
+    import shutil
+    import subprocess
+
+    env = {**os.environ, **({"PATH": path_env} if path_env is not None else {})}
+    done = subprocess.run([shutil.which("bash"), "-c", drift.probe_command(expected, digest_cache=str(cache))],
+                          text=True, capture_output=True, timeout=60, env=env)
+    return drift.parse_probe(done.stdout)["files"]
+
+
+def test_the_probe_reads_again_only_files_whose_stat_key_moved(tmp_path):
+    """The digest cache is used while a file's stat key holds (a planted digest is reported as it is), and a
+    rewrite that keeps the size and puts the mtime back is still read again: its ctime moved."""
+    import json
+
+    binary, cache = tmp_path / "kube-apiserver", tmp_path / "state" / "digests.json"
+    binary.write_bytes(b"A" * 4096)
+    expected = {"binaries": {"files": {str(binary): sha256("A" * 4096), str(tmp_path / "absent"): "0" * 64}}}
+    assert _probe_files(expected, cache) == {str(binary): sha256("A" * 4096), str(tmp_path / "absent"): "missing"}
+    assert oct(cache.stat().st_mode & 0o777) == "0o600" and oct(cache.parent.stat().st_mode & 0o777) == "0o700"
+    entries = json.loads(cache.read_text())
+    assert list(entries) == [str(binary)]  # this probe's files only
+    entries[str(binary)][1] = "f" * 64  # the same stat key with another digest: the probe takes the cache's word
+    cache.write_text(json.dumps(entries))
+    assert _probe_files(expected, cache)[str(binary)] == "f" * 64
+    before = binary.stat()
+    time.sleep(0.01)
+    binary.write_bytes(b"B" * 4096)  # same size; the mtime put back, as `touch -r` would
+    os.utime(binary, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert binary.stat().st_size == before.st_size and binary.stat().st_mtime_ns == before.st_mtime_ns
+    assert _probe_files(expected, cache)[str(binary)] == sha256("B" * 4096)
+
+
+def test_without_python3_the_probe_hashes_every_file_with_openssl(tmp_path):
+    """A host without python3: the same digests, from OpenSSL (and nothing cached)."""
+    import shutil
+
+    present = tmp_path / "present"
+    present.write_text("x")
+    expected = {"g": {"files": {str(present): sha256("x"), str(tmp_path / "absent"): "0" * 64}}}
+    shadow = tmp_path / "bin"
+    shadow.mkdir()
+    for tool in ("openssl", "sed", "cat", "printf", "seq", "paste"):
+        if shutil.which(tool):
+            (shadow / tool).symlink_to(shutil.which(tool))
+    cache = tmp_path / "cache.json"
+    assert _probe_files(expected, cache, path_env=str(shadow)) == {str(present): sha256("x"),
+                                                                  str(tmp_path / "absent"): "missing"}
+    assert not cache.exists()
 
 
 def test_provider_reads_diffs_and_repairs_only_the_drifted_group(monkeypatch):
@@ -169,8 +226,8 @@ def test_modes_and_owners_are_watched(tmp_path):
     expected = {"etcd": {"files": {str(path): sha256("key")}, "modes": {str(path): f"600 {owner}"}}}
 
     def probe() -> dict:
-        out = subprocess.run(["bash", "-c", drift.probe_command(expected)], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run(["bash", "-c", drift.probe_command(expected, digest_cache=str(tmp_path / "cache.json"))],
+                             capture_output=True, text=True, timeout=30)
         return drift.parse_probe(out.stdout)
     path.chmod(0o644)
     assert drift.drift_lines(drift.compare(expected, probe())) == [f"etcd: {path} is 644 {owner} (want 600 {owner})"]
