@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,16 @@ def test_ssh_logins_are_counted_from_sshds_own_journal():
     assert bringup.count_logins("") == 0
     first = journal.splitlines()[0]
     assert bringup.count_logins(first.replace("Accepted publickey", "Failed publickey")) == 0
+
+
+def test_busy_seconds_reads_the_real_proc_stat_and_counts_a_busy_loop():
+    """The machine's busy CPU time, from /proc/stat as the kernel writes it: a 0.3 s busy loop of this process adds
+    at least 0.2 s (other processes can only add more); the idle and iowait columns are not counted."""
+    before = bringup.busy_seconds(Path("/proc/stat").read_text())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert bringup.busy_seconds(Path("/proc/stat").read_text()) - before >= 0.2
+    hz = os.sysconf("SC_CLK_TCK")
+    line = f"cpu  {hz} 0 {hz} {100 * hz} {50 * hz} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+    assert bringup.busy_seconds(line) == 2.0
