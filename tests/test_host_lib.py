@@ -141,18 +141,21 @@ def test_sha256_of_prints_sha256sums_lines_for_the_files_there_and_skips_a_missi
 
 @pytest.mark.toolchain
 def test_teardown_marks_count_the_leaving_nodes_in_etcd_under_a_lease(etcd):
-    """Every node of three marks itself leaving: only then is everyone leaving; each mark has a lease (it ends by
-    itself); against an etcd that does not answer, marking does not fail and nobody is leaving."""
+    """Every node of three marks itself leaving: only then is everyone leaving, and a mark of a node that is not one
+    of them (a stale one, from an earlier scale-down) does not stand in for a missing one; each mark has a lease
+    (it ends by itself); against an etcd that does not answer, marking does not fail and nobody is leaving."""
     ctl = f"etcd_ctl() {{ timeout 10 etcdctl --endpoints={etcd} --command-timeout=3s \"$@\"; }}\n"
-    steps = ["mark_leaving controller-0", "mark_leaving controller-1", "all_leaving 3 || echo not-yet",
-             "mark_leaving controller-2", "all_leaving 3 && echo everyone", "all_leaving 4 || echo not-four"]
+    nodes = "controller-0 controller-1 controller-2"
+    steps = ["mark_leaving controller-3", "mark_leaving controller-0", "mark_leaving controller-1",
+             f"all_leaving {nodes} || echo not-yet", "mark_leaving controller-2", f"all_leaving {nodes} && echo everyone",
+             f"all_leaving {nodes} controller-4 || echo not-four"]
     done = bash(ctl + "\n".join(steps))
     assert done.returncode == 0 and done.stdout.split() == ["not-yet", "everyone", "not-four"], done
     marks = subprocess.run([str(TOOLCHAIN_BIN / "etcdctl"), f"--endpoints={etcd}", "get", "--prefix", "kthw/leaving/",
                             "-w", "json"], text=True, capture_output=True, timeout=30)
     kvs = json.loads(marks.stdout)["kvs"]
-    assert len(kvs) == 3 and all(kv.get("lease") for kv in kvs), kvs
+    assert len(kvs) == 4 and all(kv.get("lease") for kv in kvs), kvs
     dead = f"http://127.0.0.1:{_free_port()}"
     down = bash(f"etcd_ctl() {{ timeout 10 etcdctl --endpoints={dead} --dial-timeout=1s --command-timeout=2s \"$@\"; }}\n"
-                "mark_leaving controller-0 && echo marked\nall_leaving 1 || echo nobody")
+                "mark_leaving controller-0 && echo marked\nall_leaving controller-0 || echo nobody")
     assert down.returncode == 0 and down.stdout.split() == ["marked", "nobody"], down

@@ -40,7 +40,7 @@ class Component:
     health: str  # a command that succeeds once it serves (a rolling restart waits for it before the next node)
     first_start: str  # "wait-healthy": start, wait for `health`; "no-block": start (etcd members need each other:
     #                   their quorum wait is its own phase)
-    delete: str  # the template that removes it (its variables: unit, node_name, endpoints)
+    delete: str  # the template that removes it (its variables: unit, node_name, endpoints, members: every node's name)
     binaries: tuple[str, ...] = ()  # the release binaries it runs: staged, switched with its restart
     lb_backend: bool = False  # the API's LB sends to it: a rolling restart waits until the LB does again
     health_seconds: int = 180  # how long a start or restart may take to become healthy

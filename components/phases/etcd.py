@@ -47,7 +47,7 @@ def quorum(cluster: Cluster, run: RemoteSteps, depends_on: Sequence[pulumi.Resou
     def wait(host: ControllerHost) -> pulumi.Output[str]:
         ips = pulumi.Output.all(host.private_ip, *[h.private_ip for h in cluster.hosts])
         return ips.apply(lambda v: render(
-            "etcd/wait-cluster.sh.j2", node_ip=v[0], seconds=QUORUM_SECONDS, poll=POLL_SECONDS,
+            "etcd/wait-cluster.sh.j2", node_ip=v[0], node_name=host.name, seconds=QUORUM_SECONDS, poll=POLL_SECONDS,
             members=len(v) - 1, quorum=(len(v) - 1) // 2 + 1,
             endpoints=etcd_client_urls(v[1:]), members_hash=content_hash(*v[1:])))
     return {h.name: run.run(h, "etcd-ready", wait(h), None, depends_on=depends_on) for h in cluster.hosts}

@@ -59,5 +59,7 @@ def service(cluster: Cluster, run: RemoteSteps, host: ControllerHost, row: Compo
                          health=row.health, health_seconds=row.health_seconds, poll=POLL_SECONDS,
                          lock_endpoints=v[2] if row.restart == "rolling" else "", inputs=staged,
                          readmit_seconds=cluster.infra.probe.readmit_seconds if row.lb_backend else 0))
-    delete = endpoints.apply(lambda e: render(row.delete, unit=row.unit, node_name=host.name, endpoints=e))
+    members = [h.name for h in cluster.hosts]
+    delete = endpoints.apply(lambda e: render(row.delete, unit=row.unit, node_name=host.name, endpoints=e,
+                                              members=members))
     return run.run(host, row.unit, body, delete, depends_on=depends_on)
