@@ -67,9 +67,8 @@ def bring_up(name: str, workdir: Path, count: int, *extra: str, event_log: Path 
         started.append(stack)
     stack.init()
     # `up --json` streams the engine's events as JSON lines (this CLI has no --event-log flag).
-    before = busy_seconds(Path("/proc/stat").read_text())
-    result = stack.up(*extra, *(["--json"] if event_log else []), label="up")
-    stack.timings["up_cpu"] = round(busy_seconds(Path("/proc/stat").read_text()) - before, 1)
+    _, stack.timings["up_cpu"], result = cpu_timed(lambda: stack.up(*extra, *(["--json"] if event_log else []),
+                                                                    label="up"))
     if event_log:
         # Without the SDK's debug diagnostics: they print registered outputs, secrets included, in plaintext.
         events = [line for line in result.stdout.splitlines() if '"severity":"debug"' not in line]

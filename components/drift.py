@@ -57,8 +57,8 @@ def probe_command(expected: Mapping[str, Mapping[str, Any]], versions: bool = Fa
             raise ValueError("scripts/common/digests.py must not contain the line KTHW_DIGESTS")
         lines.append(f"if command -v python3 >/dev/null; then python3 - {shlex.quote(digest_cache)} {quoted}"
                      f" 2>/dev/null <<'KTHW_DIGESTS'\n{program.rstrip()}\nKTHW_DIGESTS\nelse")
-        lines.append(f"{{ if command -v openssl >/dev/null; then openssl dgst -sha256 -r {quoted} | sed 's/ [*]/  /';"
-                     f" else sha256sum -- {quoted}; fi; }} 2>/dev/null"
+        lines.append(script("common/sha256-of.sh").rstrip())
+        lines.append(f"sha256_of {quoted}"
                      " | while read -r h f; do printf '{\"file\":\"%s\",\"sha256\":\"%s\"}\\n' \"$f\" \"$h\"; done")
         lines.append("fi")
     modes = sorted({path for group in expected.values() for path in group.get("modes", {})})

@@ -27,7 +27,7 @@ that update and rebuilds it. Evaluating the program reads nothing of this machin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -212,12 +212,11 @@ class LocalInfra(Infra):
             triggers=[layout.gateway, layout.file_server_port, str(layout.file_server_dir)],
             depends_on=[network])
 
-        releases.ready = [file_server]
         outputs = InfraOutputs(
             hosts=hosts,
             public_address=layout.gateway,
             health_check=self.health_check,
-            releases=releases,
+            releases=replace(releases, ready=[file_server]),  # its URLs answer once the server runs
             probe=probe,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
