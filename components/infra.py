@@ -146,6 +146,9 @@ class InfraOutputs:
     ready: Sequence[pulumi.Resource] = field(default_factory=list)
     # Extra names/IPs for the apiserver certificate (e.g. an internal LB address).
     extra_sans: Sequence[pulumi.Input[str]] = field(default_factory=list)
+    # What names the machines and the LB as they run now (VM ids, a local part's generation): when one changes,
+    # a machine or the LB came back new, and the API is verified through the LB again before `up` returns.
+    incarnations: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
 class InfraArgs(Protocol):

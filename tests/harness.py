@@ -182,7 +182,9 @@ class FakeCloud(pulumi_mocks.Mocks):
         if args.typ == "gcp:compute/address:Address":
             return {"address": "34.0.113.10", "self_link": f"https://gcp/{args.name}"}
         if args.typ == "gcp:compute/instance:Instance":
-            return {"self_link": f"https://gcp/{args.name}", "networkInterfaces": _gcp_nat_ips(args.inputs)}
+            # instanceId: a number on GCP, new whenever the instance is re-created
+            return {"self_link": f"https://gcp/{args.name}", "networkInterfaces": _gcp_nat_ips(args.inputs),
+                    "instanceId": f"{args.name}-instance-id"}
         if args.typ.startswith("gcp:"):
             return {"self_link": f"https://gcp/{args.name}", "name": args.inputs.get("name", args.name)}
         return {}

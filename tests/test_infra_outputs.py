@@ -47,3 +47,19 @@ def test_every_cloud_registers_the_shared_outputs_once(cloud, tmp_path, monkeypa
     assert set(outputs) == SHARED | EXTRAS[cloud]
     assert [sorted(c) for c in outputs["controllers"]] == [["name", "privateIp", "sshAddress"]] * 3
     assert outputs["healthCheck"] in {"https-readyz", "tcp", "http-healthz-proxy"}
+
+
+@pytest.mark.parametrize("cloud, names", [
+    ("azure", ["kthw-lb-id", *(f"kthw-controller-{i}-vmid" for i in range(3))]),
+    ("gcp", ["kthw-api-forwarding-id", *(f"kthw-controller-{i}-instance-id" for i in range(3))]),
+])
+def test_the_check_through_the_lb_names_every_machine_and_the_lb(cloud, names):
+    """A re-created VM (a new VM id) or LB runs the check through the LB again (the local stack: tests/
+    test_local_infra.py, generations included)."""
+    from harness import run_program
+
+    extra = {"gcp:project": "kthw-test-project", "gcp:region": "us-central1",
+             "zones": ["us-central1-a", "us-central1-b", "us-central1-c"]} if cloud == "gcp" else {}
+    graph = run_program({"cloud": cloud, "adminCidrs": ["203.0.113.7/32"], **extra}, stack=cloud)
+    header = graph.named("kthw-control-plane-verify").input("create").splitlines()[0]
+    assert header == f"# kthw verify, after: {', '.join(names)}"

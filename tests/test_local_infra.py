@@ -406,3 +406,34 @@ def test_the_release_digests_need_only_the_mirror_server(tmp_path):
     _, infra = run(tmp_path)
     [server] = infra.outputs.releases.ready
     assert server._name == "local-file-server" and server in infra.outputs.ready  # the bootstrap waits for it too
+
+
+def test_a_part_that_comes_back_new_is_verified_again_and_nothing_else_runs(tmp_path, monkeypatch):
+    """After `up --refresh` rebuilt a host or the LB (its generation went up), the control plane's steps stay as
+    they are (the units come back with the machine) but the check through the LB runs again, in place: `up`
+    returns once the API answers there."""
+    import runpy
+
+    from harness import ROOT
+
+    make_toolchain(tmp_path / "cache" / "toolchain")
+    monkeypatch.setenv("KTHW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KTHW_STATE", str(tmp_path / "state"))
+
+    def program():
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    def commands(generations: dict[str, int]) -> dict[str, tuple[str, str]]:
+        graph = evaluate(program, {"cloud": "local"}, stack="local", mocks=Generations(generations))
+        return {r.name: (r.input("create"), r.input("update")) for r in graph.of_type("command:remote:Command")
+                + graph.of_type("command:local:Command") if r.name.startswith("kthw-control-plane")}
+
+    first = commands({})
+    verify = "kthw-control-plane-verify"
+    for changed in ({"kthw-controller-1-liveness": 2}, {"kthw-lb-liveness": 2}):
+        again = commands(changed)
+        assert sorted(n for n in first if again[n] != first[n]) == [verify], changed
+        assert again[verify][0] == again[verify][1]  # the same check as an update: in place
+    header = again[verify][0].splitlines()[0]
+    assert header == ("# kthw verify, after: kthw-controller-0-id generation 1, kthw-controller-1-id generation 1, "
+                      "kthw-controller-2-id generation 1, kthw-lb-id generation 2")

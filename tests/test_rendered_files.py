@@ -279,3 +279,19 @@ def test_oidc_keys_become_a_jwt_authenticator(issuer_ca):
         "claimMappings": {"username": {"claim": "email", "prefix": "oidc:"},
                           "groups": {"claim": "groups", "prefix": "corp:"}}}]
     assert payload_files(graph)["/var/lib/kubernetes/authentication-config.yaml"][0].mode == 0o644  # nothing secret
+
+
+# A shell builtin (printf, echo) writes a line at a time; a reader that stops at its first match (grep -q, head,
+# cmp -s) can exit before the last line, and the writer's SIGPIPE fails the pipe under pipefail, now and then.
+EARLY_READER_PIPE = re.compile(r"\b(?:printf|echo)\b[^|\n]*\|\s*(?:grep\s+-\w*q|head\b|cmp\s+-s)")
+
+
+def test_no_script_pipes_a_builtin_into_a_reader_that_stops_early(graph):
+    root = Path(__file__).resolve().parent.parent / "scripts"
+    sources = {str(p): p.read_text() for p in root.rglob("*")
+               if p.is_file() and (p.suffix in (".sh", ".j2") or _has_bash_shebang(p))}
+    sources.update(dict(remote_scripts(graph)))
+    assert len(sources) > 40
+    found = [f"{name}: {line.strip()}" for name, text in sources.items() for line in text.splitlines()
+             if EARLY_READER_PIPE.search(line)]
+    assert not found, "\n".join(found)

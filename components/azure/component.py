@@ -64,5 +64,6 @@ class AzureInfra(Infra):
             health_check=self.health_check,
             releases=official_release_source(config),
             ready=[lb.lb, net.nat_gateway, *(c.vm for c in controllers), *booted],
+            incarnations=[lb.lb.id, *(c.vm.vm_id for c in controllers)],
         )
         return outputs, {"egressAddress": net.egress_ip.ip_address, "zones": {c.name: c.zone for c in controllers}}

@@ -71,5 +71,6 @@ class GcpInfra(Infra):
             releases=official_release_source(config),
             api_port=API_PORT,
             ready=[*(i.vm for i in instances), *net.firewalls, forwarding_rule, *booted],
+            incarnations=[forwarding_rule.id, *(i.vm.instance_id for i in instances)],
         )
         return outputs, {}

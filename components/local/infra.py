@@ -165,6 +165,7 @@ class LocalInfra(Infra):
         machine_specs = MachineSpecs(f"{name}-machine-specs", specs, cfg.replace_controller, opts=child())
         booted: list[pulumi.Resource] = []
         hosts: list[ControllerHost] = []
+        incarnations: list[pulumi.Output[str]] = []
         for host, host_cmd in zip(layout.hosts, host_cmds):
             controller = ControllerHost(
                 name=host.name,
@@ -180,19 +181,18 @@ class LocalInfra(Infra):
             )
             hosts.append(controller)
             # A new incarnation (id) or a rebuilt one (generation) boots again: the bootstrap waits for it.
+            incarnations.append(pulumi.Output.format("{0} generation {1}", host_cmd.id, generations[host.name]))
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
-                                        instance=pulumi.Output.format("{0} generation {1}", host_cmd.id,
-                                                                      generations[host.name])))
+                                        instance=incarnations[-1]))
 
         # HAProxy probes as the chosen LB would (kthw:localLbProbe: its own timings, or Azure's or GCP's).
         probe = LB_PROBES[cfg.local_lb_probe]
         haproxy_cfg = render_haproxy(layout, self.health_check, probe=probe, cluster_domain=cfg.cluster_domain)
+        lb_generation = liveness.watch(f"{name}-lb", f"lb {layout.lb_dir}", liveness.lb_checks(layout),
+                                       layout.lb_dir / "generation", self)
         lb = cmd(
             "lb", "lb.sh",
-            environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash,
-                         "KTHW_GENERATION": liveness.watch(f"{name}-lb", f"lb {layout.lb_dir}",
-                                                           liveness.lb_checks(layout), layout.lb_dir / "generation",
-                                                           self)},
+            environment={**layout.lb_env(API_PORT), "KTHW_SCRIPTS": scripts_hash, "KTHW_GENERATION": lb_generation},
             stdin=haproxy_cfg,
             triggers=[layout.gateway, API_PORT, str(layout.lb_dir)],
             depends_on=[network])
@@ -220,6 +220,7 @@ class LocalInfra(Infra):
             probe=probe,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
+            incarnations=[*incarnations, pulumi.Output.format("{0} generation {1}", lb.id, lb_generation)],
         )
         return outputs, {
             "bridge": layout.bridge,

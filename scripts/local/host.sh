@@ -101,8 +101,10 @@ write_identity() {
 # links, by the host's own update-ca-certificates, run in its root before it boots).
 trust_mirror_ca() {
   local out dest="$root/usr/local/share/ca-certificates/kthw-mirror-ca.crt" fresh=()
-  printf '%s\n' "$KTHW_MIRROR_CA" | grep -q -- '-----BEGIN CERTIFICATE-----' || die "KTHW_MIRROR_CA is not a PEM certificate"
-  printf '%s\n' "$KTHW_MIRROR_CA" | cmp -s - "$dest" && return 0
+  # No pipes here: bash writes a line at a time, and a reader that stops early (grep -q, cmp) would kill the writer
+  # with SIGPIPE, which pipefail reports as a failure.
+  [[ "$KTHW_MIRROR_CA" == *"-----BEGIN CERTIFICATE-----"* ]] || die "KTHW_MIRROR_CA is not a PEM certificate"
+  cmp -s - "$dest" <<<"$KTHW_MIRROR_CA" && return 0
   [[ -e "$dest" ]] && fresh=(--fresh) # another CA under the same name: its hashed link is redone too
   mkdir -p "${dest%/*}"
   printf '%s\n' "$KTHW_MIRROR_CA" >"$dest"

@@ -132,7 +132,7 @@ nocloud_seed() {
     "$(yaml_quote "$key")")"
   seed_changed=0
   user_data="${user_data%$'\n'}"
-  if printf '%s\n' "$meta" | cmp -s - "$dir/meta-data" && printf '%s\n' "$user_data" | cmp -s - "$dir/user-data"; then
+  if cmp -s - "$dir/meta-data" <<<"$meta" && cmp -s - "$dir/user-data" <<<"$user_data"; then
     return 0
   fi
   mkdir -p "$dir"
