@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import yaml
 
@@ -242,3 +242,20 @@ def force_teardown(layout) -> None:
     for script, env in parts:
         subprocess.run(["bash", str(scripts / script), "down"], env={**os.environ, **env}, capture_output=True,
                        timeout=120)
+
+
+# What ssh prints when it reached no sshd (none listening yet, or one restarting: cloud-init restarts it on a first
+# boot), as opposed to a command that ran and failed.
+NOT_REACHED = ("ssh: connect to host", "Connection closed by", "Connection reset by", "kex_exchange_identification")
+DIAL_TRIES, DIAL_PAUSE_SECONDS = 60, 1.0  # as the engine's boot wait retries its dial (components/ssh.py)
+
+
+def dialing(run: Callable[[], subprocess.CompletedProcess], tries: int = DIAL_TRIES,
+            pause: float = DIAL_PAUSE_SECONDS) -> subprocess.CompletedProcess:
+    """`run` (one ssh), again while it reaches no sshd, at most `tries` times: as pulumi-command's dial does."""
+    for _ in range(tries - 1):
+        result = run()
+        if result.returncode != 255 or not any(sign in result.stderr for sign in NOT_REACHED):
+            return result
+        time.sleep(pause)
+    return run()

@@ -29,3 +29,39 @@ def test_a_clean_preview_has_no_changes():
     document = json.loads(DATA.read_text())
     document["steps"] = [{**s, "op": "same"} for s in document["steps"]]
     assert Preview(0, document, "").changes() == {}
+
+
+def test_dialing_retries_only_what_reached_no_sshd():
+    """Fed real ssh output: a refused loopback port (nothing listens there) is dialed again, a bounded number of
+    times; a command that ran and failed (or ssh's own usage error) is not."""
+    import socket
+    import subprocess
+
+    from e2e_lib import NOT_REACHED, dialing
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    calls = []
+
+    def refused() -> subprocess.CompletedProcess:
+        calls.append(1)
+        return subprocess.run(["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                               "kthw@127.0.0.1", "true"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+
+    result = dialing(refused, tries=3, pause=0)
+    assert result.returncode == 255 and any(sign in result.stderr for sign in NOT_REACHED), result.stderr
+    assert len(calls) == 3
+    calls.clear()
+
+    def usage_error() -> subprocess.CompletedProcess:
+        calls.append(1)
+        return subprocess.run(["ssh", "-o", "NoSuchOption=yes", "kthw@127.0.0.1", "true"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    assert dialing(usage_error, tries=3, pause=0).returncode == 255 and len(calls) == 1
+    calls.clear()
+    ran = dialing(lambda: calls.append(1) or subprocess.CompletedProcess([], 1, "", "cloud-init: not done"), tries=3)
+    assert ran.returncode == 1 and len(calls) == 1

@@ -30,6 +30,7 @@ from components.local import liveness
 from components.local.infra import SSH_USER, render_haproxy
 from components.local.layout import LocalLayout, default_cache_root
 from components.local.releases import release_source
+from e2e_lib import dialing
 from test_local_infra import ETCD, K8S
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +115,8 @@ def timestamp(layout: LocalLayout, key: Path, ip: str, unit: str, prop: str) -> 
 
 def first_boot(layout: LocalLayout, key: Path, ip: str) -> dict[str, str]:
     """What a host's first boot left: the login user, cloud-init's verdict, the instance, sshd's effective config."""
-    wait = ssh(layout, key, ip, WAIT_FOR_BOOT, timeout=200)  # what components/boot.py runs: cloud-init done, sudo
+    # What components/boot.py runs (cloud-init done, sudo), dialing as the engine does.
+    wait = dialing(lambda: ssh(layout, key, ip, WAIT_FOR_BOOT, timeout=200))
     assert wait.returncode == 0, (wait.stdout, wait.stderr, ssh(layout, key, ip, "cloud-init status --long").stdout)
     status = ssh(layout, key, ip, "cloud-init status --long")
     return {
@@ -422,9 +424,9 @@ def test_local_hosts_up_and_down(stack):
     assert liveness.failures(liveness.host_checks(layout, victim)) == []
     assert liveness.read_generation(victim.generation_file) == 2
     assert provider.read(record.id, repair).outs["alive"] is True
-    assert ssh(layout, key, victim.ip, "cat /root/marker", root=True).stdout.strip() == "kept"
     # A reboot of the same instance: cloud-init is done again without making it anew (same host keys).
     rebooted = first_boot(layout, key, victim.ip)
+    assert ssh(layout, key, victim.ip, "cat /root/marker", root=True).stdout.strip() == "kept"
     assert rebooted["status"] == "status: done" and rebooted["instance"] == boots[victim.name]["instance"]
     assert rebooted["host_key"] == boots[victim.name]["host_key"]
 
@@ -504,7 +506,7 @@ def test_component_commands_converge(tmp_path):
         key = tmp_path / "id"
         key.write_text(connection["privateKey"])
         key.chmod(0o600)
-        return _ssh(key, connection["host"], r.input("create"), 300, user=connection["user"])
+        return dialing(lambda: _ssh(key, connection["host"], r.input("create"), 300, user=connection["user"]))
 
     def remote_shell(r, command: str) -> subprocess.CompletedProcess:
         """`command` over the connection of remote command `r`."""
