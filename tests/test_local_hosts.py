@@ -109,6 +109,18 @@ def _ssh(key: Path, ip: str, command: str, timeout: int, user: str = SSH_USER) -
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+# What a host's boot went through, for a failed wait's message: cloud-init's verdict, what it left, the units that
+# failed and their journal, sshd's.
+BOOT_REPORT = ("cloud-init status --long; ls -la /var/lib/cloud/instance/ /run/cloud-init/; systemctl --failed "
+               "--no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1) cloud-init-local "
+               "cloud-init cloud-config cloud-final ssh; do journalctl -b --no-pager -n 25 -u \"$u\"; done")
+
+
+def boot_report(key: Path, ip: str, user: str = SSH_USER) -> str:
+    report = _ssh(key, ip, f"sudo -n bash -c {shlex.quote(BOOT_REPORT)} 2>&1", 60, user)
+    return f"[boot report of {ip}: exit {report.returncode}]\n{report.stdout}{report.stderr}"
+
+
 def timestamp(layout: LocalLayout, key: Path, ip: str, unit: str, prop: str) -> int:
     return int(ssh(layout, key, ip, f"systemctl show {unit} -p {prop} --value").stdout.strip())
 
@@ -117,7 +129,7 @@ def first_boot(layout: LocalLayout, key: Path, ip: str) -> dict[str, str]:
     """What a host's first boot left: the login user, cloud-init's verdict, the instance, sshd's effective config."""
     # What components/boot.py runs (cloud-init done, sudo), dialing as the engine does.
     wait = dialing(lambda: ssh(layout, key, ip, WAIT_FOR_BOOT, timeout=200))
-    assert wait.returncode == 0, (wait.stdout, wait.stderr, ssh(layout, key, ip, "cloud-init status --long").stdout)
+    assert wait.returncode == 0, (wait.returncode, wait.stdout, wait.stderr, boot_report(key, ip))
     status = ssh(layout, key, ip, "cloud-init status --long")
     return {
         "user": ssh(layout, key, ip, "id -un; id -u").stdout.split(),
@@ -287,8 +299,7 @@ def test_local_hosts_up_and_down(stack):
     with timed("hosts reach 'running'"):
         for host in layout.hosts:
             state = ssh(layout, key, host.ip, "timeout 90 systemctl is-system-running --wait", timeout=120)
-            assert state.stdout.strip() == "running", (state.stdout, state.stderr,
-                                                       ssh(layout, key, host.ip, "systemctl --failed").stdout)
+            assert state.stdout.strip() == "running", (state.stdout, state.stderr, boot_report(key, host.ip))
     for host in layout.hosts:
         boot = boots[host.name]
         # The first boot, as on a cloud VM: cloud-init applied the shared user data and is done.
@@ -516,7 +527,9 @@ def test_component_commands_converge(tmp_path):
     def boot_waits(commands) -> None:
         with ThreadPoolExecutor(3) as pool:
             results = list(pool.map(remote, [commands[f"w-controller-{i}-booted"] for i in range(3)]))
-        assert all(r.returncode == 0 for r in results), [(r.stdout, r.stderr) for r in results]
+        assert all(r.returncode == 0 for r in results), [
+            (r.returncode, r.stdout, r.stderr, boot_report(tmp_path / "id", c.input("connection")["host"]))
+            for r, c in zip(results, [commands[f"w-controller-{i}-booted"] for i in range(3)]) if r.returncode]
 
     graph, layout, commands = evaluate_once()
     base_env = {k: str(v) for k, v in commands["w-base-root"].input("environment").items()}

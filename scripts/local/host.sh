@@ -3,12 +3,12 @@
 # One local controller host: a systemd-nspawn container booted from an overlay of the base root, in its own
 # network namespace joined to the stack's bridge by a veth pair.  `host.sh up|down|status`.
 #
-# It boots like a cloud VM: the base root is the image (cloud-init, its default sudo user), and `up` gives the host
-# what a cloud gives a VM: before the boot a NoCloud seed (/var/lib/cloud/seed/nocloud/: meta-data with the
-# instance id, hostname and the login user's public key; the user data), and, while it boots (before `up` returns),
-# the release mirror's CA in its trust store, as an image trusts public CAs. The instance id is new for every new host (incarnation) and whenever
-# the seed changes (then the running host reboots to apply it); a host rebuilt after its processes died keeps it,
-# like a rebooted VM.
+# It boots like a cloud VM: the base root is the image (cloud-init, its default sudo user), and before the boot
+# `up` gives the host what a cloud gives a VM: a NoCloud seed (/var/lib/cloud/seed/nocloud/: meta-data with the
+# instance id, hostname and the login user's public key; the user data) and the release mirror's CA in its trust
+# store, as an image trusts public CAs (not while it boots: nothing outside a booting container writes into its
+# root). The instance id is new for every new host (incarnation) and whenever the seed changes (then the running
+# host reboots to apply it); a host rebuilt after its processes died keeps it, like a rebooted VM.
 #
 # `up` converges (idempotent): it (re)creates whatever is missing -- namespace, veth, overlay mount, host
 # identity files, the running container -- and leaves what is already right alone, so it is both the
@@ -196,6 +196,7 @@ case "${1:-}" in
     ensure_veth
     ensure_mount
     write_identity
+    trust_mirror_ca
     # One nonce per incarnation of the host (its state dir): a new host is a new instance.
     [[ -s "$dir/incarnation" ]] || tr -d '-' </proc/sys/kernel/random/uuid >"$dir/incarnation"
     nocloud_seed "$root/var/lib/cloud/seed/nocloud" "$(cat "$dir/incarnation")" "$KTHW_HOST" "$KTHW_AUTHORIZED_KEY" \
@@ -205,9 +206,6 @@ case "${1:-}" in
       stop_container
     fi
     start_container
-    # While it boots (nothing before the first download reads the trust store, and the bootstrap's first step
-    # waits for this command): the mirror's CA, as the image would have it.
-    trust_mirror_ca
     wait_ssh
     record_generation
     log "up in $((SECONDS - start)) s"
