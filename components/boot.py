@@ -20,9 +20,11 @@ from components.ssh import BOOT_DIAL_ERROR_LIMIT, connection
 DEFAULT_ADMIN_USERNAME = "kthw"  # the sudo user the bootstrap logs in as (Azure's adminUsername, GCP's, local)
 USER_DATA = "common/user-data.yaml.j2"
 
-# Bounded: cloud-init gets 15 minutes; then the boot marker must exist and sudo must work without a password.
-WAIT_FOR_BOOT = ("timeout 900 cloud-init status --wait >/dev/null; "
-                 "test -f /var/lib/cloud/instance/boot-finished && sudo -n true")
+# Bounded: cloud-init gets 15 minutes to be done and to have written this boot's marker; then sudo must work without
+# a password. Early in a reboot `status --wait` can answer from the last boot's status (its files live on disk)
+# while the marker is already gone: it is asked again until the marker is there.
+WAIT_FOR_BOOT = ("timeout 900 sh -c 'until cloud-init status --wait >/dev/null 2>&1; "
+                 "test -f /var/lib/cloud/instance/boot-finished; do sleep 1; done' && sudo -n true")
 
 
 def user_data(host_key_private: str, host_key_public: str) -> str:

@@ -113,8 +113,32 @@ trust_mirror_ca() {
   log "trusts the release mirror's CA"
 }
 
+# The host's own cgroup, in each hierarchy its systemd uses (cgroup v1's name=systemd and the unified one, or the
+# one cgroup v2 tree). nspawn splits the cgroup it starts in into its own part and the container's (supervisor,
+# payload): containers started from one cgroup would share theirs, and their systemds would fight over it (units
+# failing now and then at boot with 219/CGROUP).
+cgroup_dirs() {
+  local tree
+  for tree in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    [[ -e "$tree/cgroup.procs" ]] && printf '%s\n' "$tree/kthw/$machine"
+  done
+  return 0
+}
+
+# remove_cgroups: the host's cgroups, what its systemd made in them first (each must be empty: call it once the
+# container is gone); the shared kthw parent too, when it is empty.
+remove_cgroups() {
+  local cg
+  while read -r cg; do
+    [[ -d "$cg" ]] || continue
+    find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ ! -d "$cg" ]] || log "cgroup $cg is still in use"
+    rmdir "${cg%/*}" 2>/dev/null || true
+  done < <(cgroup_dirs)
+}
+
 start_container() {
-  local orphans i
+  local orphans i cg procs=()
   alive && return 0
   # A container whose nspawn died can leave its processes running in the namespace (a dead VM leaves
   # nothing): kill them first, or the new boot finds its ports taken.
@@ -126,10 +150,16 @@ start_container() {
     sleep 0.5
   done
   rm -f "$pidfile"
+  remove_cgroups # a dead container's, with what its systemd left in them
+  while read -r cg; do
+    mkdir -p "$cg"
+    procs+=("$cg/cgroup.procs")
+  done < <(cgroup_dirs)
   log "booting $machine"
-  daemonize "$pidfile" "$dir/nspawn.log" systemd-nspawn -D "$root" -b --register=no --keep-unit \
-    --network-namespace-path="/run/netns/$ns" -M "$machine" --console=read-only --link-journal=no \
-    --resolv-conf=off --timezone=off
+  KTHW_JOIN_CGROUPS="$(IFS=:; echo "${procs[*]}")" \
+    daemonize "$pidfile" "$dir/nspawn.log" systemd-nspawn -D "$root" -b --register=no --keep-unit \
+      --network-namespace-path="/run/netns/$ns" -M "$machine" --console=read-only --link-journal=no \
+      --resolv-conf=off --timezone=off
 }
 
 ssh_answers() {
@@ -213,6 +243,7 @@ case "${1:-}" in
   down)
     start=$SECONDS
     stop_container
+    remove_cgroups
     unmount_root || die "could not unmount $root"
     ip link del dev "$veth" 2>/dev/null || true
     if [[ -e "/run/netns/$ns" ]]; then ip netns del "$ns" || true; fi

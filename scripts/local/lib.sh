@@ -15,16 +15,25 @@ need() {
 }
 
 # daemonize PIDFILE LOGFILE CMD...: start CMD fully detached (own session, stdin /dev/null, stdout and
-# stderr appended to LOGFILE, cwd /, no inherited descriptors) and write its pid to PIDFILE.
+# stderr appended to LOGFILE, cwd /, no inherited descriptors; with KTHW_JOIN_CGROUPS, a ":"-list of cgroup.procs
+# files, in those cgroups) and write its pid to PIDFILE.
 daemonize() {
   local pidfile="$1" logfile="$2"
   shift 2
   python3 - "$pidfile" "$logfile" "$@" <<'PY'
 import os, subprocess, sys
 pidfile, logfile, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+cgroups = [p for p in os.environ.get("KTHW_JOIN_CGROUPS", "").split(":") if p]
+
+def join_cgroups():
+    for procs in cgroups:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
 with open(logfile, "ab") as out:
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                            cwd="/", start_new_session=True, close_fds=True)
+                            cwd="/", start_new_session=True, close_fds=True,
+                            preexec_fn=join_cgroups if cgroups else None)
 tmp = pidfile + ".tmp"
 with open(tmp, "w") as f:
     f.write(f"{proc.pid}\n")
