@@ -202,8 +202,8 @@ def leftovers(layout: LocalLayout) -> list[str]:
     found += [f"listening {line.split()[3]}" for line in ports.splitlines() if f"{layout.gateway}:" in line]
     mounts = Path("/proc/mounts").read_text()
     found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if str(layout.state_dir) in line]
-    found += [f"cgroup {cg}" for host in layout.hosts for cg in Path("/sys/fs/cgroup").glob(f"*/kthw/{host.machine}")]
-    found += [f"cgroup {cg}" for host in layout.hosts for cg in Path("/sys/fs/cgroup").glob(f"kthw/{host.machine}")]
+    found += [f"cgroup {cg}" for host in layout.hosts for pattern in ("kthw", "*/kthw")  # v2 alone, or v1 and v2
+              for cg in Path("/sys/fs/cgroup").glob(f"{pattern}/{host.machine}")]
     if layout.state_dir.exists():
         found.append(f"state dir {layout.state_dir}: {sorted(str(p) for p in layout.state_dir.rglob('*'))[:10]}")
     return found

@@ -412,16 +412,9 @@ def test_a_part_that_comes_back_new_is_verified_again_and_nothing_else_runs(tmp_
     """After `up --refresh` rebuilt a host or the LB (its generation went up), the control plane's steps stay as
     they are (the units come back with the machine) but the check through the LB runs again, in place: `up`
     returns once the API answers there."""
-    import runpy
+    from test_rendered_identical import local_program
 
-    from harness import ROOT
-
-    make_toolchain(tmp_path / "cache" / "toolchain")
-    monkeypatch.setenv("KTHW_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("KTHW_STATE", str(tmp_path / "state"))
-
-    def program():
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    program, _ = local_program(tmp_path, monkeypatch)
 
     def commands(generations: dict[str, int]) -> dict[str, tuple[str, str]]:
         graph = evaluate(program, {"cloud": "local"}, stack="local", mocks=Generations(generations))

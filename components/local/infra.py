@@ -75,6 +75,11 @@ def render_haproxy(layout: LocalLayout, health_check: HealthCheckStyle, api_port
                   healthz_host=f"kubernetes.default.svc.{cluster_domain}")
 
 
+def incarnation(part: command.local.Command, generation: pulumi.Input[Any]) -> pulumi.Output[str]:
+    """A local part as it runs now: its id (new when it is replaced) and its generation (up when it is rebuilt)."""
+    return pulumi.Output.format("{0} generation {1}", part.id, generation)
+
+
 class LocalInfra(Infra):
     TYPE = "kthw:local:LocalInfra"
     # HAProxy runs each of them (scripts/local/haproxy.cfg.j2); https-readyz, as the Azure LB does, by default.
@@ -181,7 +186,7 @@ class LocalInfra(Infra):
             )
             hosts.append(controller)
             # A new incarnation (id) or a rebuilt one (generation) boots again: the bootstrap waits for it.
-            incarnations.append(pulumi.Output.format("{0} generation {1}", host_cmd.id, generations[host.name]))
+            incarnations.append(incarnation(host_cmd, generations[host.name]))
             booted.append(wait_for_boot(f"{name}-{host.name}-booted", controller, after=[host_cmd], parent=self,
                                         instance=incarnations[-1]))
 
@@ -220,7 +225,7 @@ class LocalInfra(Infra):
             probe=probe,
             api_port=API_PORT,
             ready=[*host_cmds, *booted, lb, file_server],
-            incarnations=[*incarnations, pulumi.Output.format("{0} generation {1}", lb.id, lb_generation)],
+            incarnations=[*incarnations, incarnation(lb, lb_generation)],
         )
         return outputs, {
             "bridge": layout.bridge,
